@@ -1,0 +1,15 @@
+// Subcommand registration; each command lives in its own file.
+#pragma once
+
+#include "CLI/CLI.hpp"
+
+namespace clipscale::launcher {
+
+void RegisterCommands(CLI::App& app);
+void RegisterInfoCommand(CLI::App& app);
+
+// Exit status of the command that ran (set by its callback).
+int ExitCode();
+void SetExitCode(int code);
+
+}  // namespace clipscale::launcher

@@ -1,0 +1,81 @@
+#include "tests/test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace clipscale::testing {
+
+std::string SourceDir() { return CLIPSCALE_SOURCE_DIR; }
+std::string BinaryDir() { return CLIPSCALE_BINARY_DIR; }
+std::string Python() { return CLIPSCALE_TEST_PYTHON; }
+
+std::string MakeTempDir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? absl::StrCat(info->test_suite_name(), ".", info->name()) : "misc";
+  std::filesystem::path dir = std::filesystem::path(BinaryDir()) / "test_tmp" / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+std::string ShellQuote(const std::string& arg) {
+  std::string out = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+CommandResult RunCommand(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+  int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+absl::StatusOr<std::string> RunPythonScript(const std::string& script,
+                                            const std::vector<std::string>& args) {
+  if (Python().empty()) return absl::FailedPreconditionError("no venv Python configured");
+  std::string command = absl::StrCat(ShellQuote(Python()), " ",
+                                     ShellQuote(SourceDir() + "/tests/py/" + script));
+  for (const auto& arg : args) absl::StrAppend(&command, " ", ShellQuote(arg));
+  // stderr goes to a file so stdout stays machine-readable.
+  static int counter = 0;
+  std::filesystem::create_directories(BinaryDir() + "/test_tmp");
+  std::string err_path =
+      absl::StrCat(BinaryDir(), "/test_tmp/python_stderr_", getpid(), "_", counter++, ".txt");
+  FILE* pipe = popen((command + " 2>" + ShellQuote(err_path)).c_str(), "r");
+  if (!pipe) return absl::InternalError("popen failed");
+  std::string out;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
+  int status = pclose(pipe);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string err;
+    if (FILE* f = fopen(err_path.c_str(), "r")) {
+      while ((n = fread(buffer, 1, sizeof(buffer), f)) > 0) err.append(buffer, n);
+      fclose(f);
+    }
+    if (err.size() > 4000) err = err.substr(err.size() - 4000);
+    return absl::InternalError(absl::StrCat(script, " failed (status ", status, "): ", err));
+  }
+  return out;
+}
+
+}  // namespace clipscale::testing

@@ -1,0 +1,34 @@
+// Helpers shared by the tests: temporary folders and running the venv's Python
+// (open_clip, torch) to produce reference values.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace clipscale::testing {
+
+// The project's source and build folders and the venv Python, as CMake saw them.
+std::string SourceDir();
+std::string BinaryDir();
+std::string Python();
+
+// A fresh, empty folder under the build tree, named after the running test.
+std::string MakeTempDir();
+
+// Runs `python tests/py/<script> args...` (quoted), returns its stdout, or an
+// error with its exit status and stderr tail when it fails.
+absl::StatusOr<std::string> RunPythonScript(const std::string& script,
+                                            const std::vector<std::string>& args);
+
+// Runs a shell command, returns stdout and the exit status.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+CommandResult RunCommand(const std::string& command);
+
+std::string ShellQuote(const std::string& arg);
+
+}  // namespace clipscale::testing
