@@ -110,8 +110,14 @@ class ConfigReader {
       Read(node, path, inner);
       value = std::move(inner);
     } else if constexpr (IsVector<T>::value) {
-      if (!node.IsSequence()) return Error(node, path, "expected a list");
       value.clear();
+      if (node.IsScalar()) {  // a lone value stands for a one-element list
+        typename T::value_type item{};
+        Read(node, path, item);
+        value.push_back(std::move(item));
+        return;
+      }
+      if (!node.IsSequence()) return Error(node, path, "expected a list");
       for (size_t i = 0; i < node.size(); ++i) {
         typename T::value_type item{};
         Read(node[i], absl::StrCat(path, "[", i, "]"), item);
