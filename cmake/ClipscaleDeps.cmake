@@ -72,6 +72,10 @@ if(CLIPSCALE_HAVE_CUDA AND NOT CLIPSCALE_WITH_NCCL STREQUAL "OFF")
   endif()
 endif()
 
+# Before Torch: Caffe2's config aliases protobuf::libprotobuf to a dummy target
+# when no protobuf target exists yet, which would leave gRPC and us unlinked.
+find_package(Protobuf REQUIRED)
+
 # LibTorch's config looks for CUDA itself when the wheel was built with it.
 if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
   set(ENV{TORCH_CUDA_ARCH_LIST} "9.0")  # H100/H200; torch ignores CMAKE_CUDA_ARCHITECTURES
@@ -95,7 +99,6 @@ find_package(MPI REQUIRED COMPONENTS C)
 target_compile_definitions(MPI::MPI_C INTERFACE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
 find_package(absl REQUIRED)
 find_package(yaml-cpp REQUIRED)
-find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(nlohmann_json REQUIRED)

@@ -1,0 +1,17 @@
+// Whole-file reads and crash-safe writes.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace clipscale {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Writes `<path>.tmp.<pid>`, fsyncs it, renames it over `path` and fsyncs the
+// folder, so a crash leaves either the old file or the new one, never half.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
+
+}  // namespace clipscale
