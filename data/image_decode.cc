@@ -1,0 +1,111 @@
+// Format sniffing, WebP, and the public entry points of data/image.h.
+#include <webp/decode.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "data/image.h"
+#include "data/image_codecs.h"
+
+namespace clipscale {
+namespace image_internal {
+
+absl::Status CheckImageSize(const char* format, int64_t width, int64_t height) {
+  if (width <= 0 || height <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(format, ": invalid image size ", width, "x", height));
+  }
+  if (width * height > kMaxImagePixels) {
+    return absl::InvalidArgumentError(absl::StrCat(format, ": image of ", width, "x", height,
+                                                   " pixels exceeds the limit of ", kMaxImagePixels,
+                                                   " pixels (decompression bomb)"));
+  }
+  return absl::OkStatus();
+}
+
+// Pillow opens WebP through WebPAnimDecoder and converts RGBA to RGB by dropping
+// alpha; for a still image that is libwebp's plain RGB decode (alpha is a
+// separate plane, never premultiplied into RGB in this mode).
+absl::StatusOr<Image> DecodeWebp(const std::string& bytes) {
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  WebPBitstreamFeatures features;
+  VP8StatusCode code = WebPGetFeatures(data, bytes.size(), &features);
+  if (code == VP8_STATUS_NOT_ENOUGH_DATA) return absl::DataLossError("WebP: file is truncated");
+  if (code != VP8_STATUS_OK) {
+    return absl::InvalidArgumentError(absl::StrCat("WebP: invalid header (status ", code, ")"));
+  }
+  if (features.has_animation) {
+    return absl::InvalidArgumentError("WebP: animated images are not supported");
+  }
+  RETURN_IF_ERROR(CheckImageSize("WebP", features.width, features.height));
+  Image image;
+  image.width = features.width;
+  image.height = features.height;
+  image.rgb.resize(static_cast<size_t>(image.width) * image.height * 3);
+  if (WebPDecodeRGBInto(data, bytes.size(), image.rgb.data(), image.rgb.size(), image.width * 3) ==
+      nullptr) {
+    return absl::DataLossError("WebP: corrupt or truncated image data");
+  }
+  return image;
+}
+
+}  // namespace image_internal
+
+ImageFormat SniffImageFormat(const std::string& bytes) {
+  auto starts_with = [&](const char* magic, size_t offset, size_t length) {
+    return bytes.size() >= offset + length &&
+           std::memcmp(bytes.data() + offset, magic, length) == 0;
+  };
+  if (starts_with("\xFF\xD8\xFF", 0, 3)) return ImageFormat::kJpeg;
+  if (starts_with("\x89PNG\r\n\x1A\n", 0, 8)) return ImageFormat::kPng;
+  if (starts_with("RIFF", 0, 4) && starts_with("WEBP", 8, 4)) return ImageFormat::kWebp;
+  return ImageFormat::kUnknown;
+}
+
+namespace {
+
+absl::StatusOr<Image> Decode(const std::string& bytes, int min_side) {
+  if (bytes.empty()) return absl::InvalidArgumentError("empty image data");
+  switch (SniffImageFormat(bytes)) {
+    case ImageFormat::kJpeg:
+      return image_internal::DecodeJpeg(bytes, min_side);
+    case ImageFormat::kPng:
+      return image_internal::DecodePng(bytes);
+    case ImageFormat::kWebp:
+      return image_internal::DecodeWebp(bytes);
+    case ImageFormat::kUnknown:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unrecognised image format (", bytes.size(),
+                                                 " bytes; JPEG, PNG and WebP are supported)"));
+}
+
+}  // namespace
+
+absl::StatusOr<Image> DecodeImage(const std::string& bytes) { return Decode(bytes, 0); }
+
+absl::StatusOr<Image> DecodeImageScaled(const std::string& bytes, int min_side) {
+  return Decode(bytes, min_side > 0 ? min_side : 0);
+}
+
+absl::StatusOr<Image> ReadImageFile(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) {
+    return absl::NotFoundError(absl::StrCat(path, ": ", std::string(std::strerror(errno))));
+  }
+  std::string bytes;
+  char buffer[1 << 16];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) bytes.append(buffer, n);
+  if (std::ferror(file.get())) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  absl::StatusOr<Image> image = DecodeImage(bytes);
+  if (!image.ok()) return Annotate(image.status(), path);
+  return image;
+}
+
+}  // namespace clipscale

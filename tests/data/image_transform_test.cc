@@ -1,0 +1,127 @@
+// Pillow's bicubic resize, torchvision's center crop and open_clip's eval
+// preprocess, compared bit for bit with the venv's Pillow/torchvision/open_clip.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+#include "data/transforms.h"
+#include "tests/data/image_reference.h"
+
+namespace clipscale {
+namespace {
+
+using testing::GetImageReference;
+using testing::ReadRawArray;
+
+// Pillow's own decode of a reference file, so these tests check the transforms
+// alone, whatever the decoders do.
+Image PillowDecoded(const std::string& name) {
+  const auto& ref = GetImageReference();
+  for (const auto& entry : ref.manifest["images"]) {
+    if (entry["name"] != name) continue;
+    Image image;
+    image.width = entry["width"];
+    image.height = entry["height"];
+    image.rgb = ReadRawArray<uint8_t>(ref.Path(entry["decoded"]));
+    return image;
+  }
+  ADD_FAILURE() << "no reference image " << name;
+  return Image();
+}
+
+int CountDifferent(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  int count = 0;
+  for (size_t i = 0; i < a.size(); ++i) count += a[i] != b[i];
+  return count;
+}
+
+// Identical uint8 output: same coefficients, same fixed-point rounding, same
+// pass order. Cases cover down- and up-scaling, one axis only, extreme ratios
+// and a 1x1 source.
+TEST(ImageTransformTest, ResizeMatchesPillowBicubic) {
+  const auto& ref = GetImageReference();
+  ASSERT_FALSE(ref.manifest["resizes"].empty());
+  for (const auto& entry : ref.manifest["resizes"]) {
+    Image source = PillowDecoded(entry["source"]);
+    const int width = entry["width"], height = entry["height"];
+    Image out = Resize(source, width, height);
+    ASSERT_EQ(out.width, width);
+    ASSERT_EQ(out.height, height);
+    std::vector<uint8_t> expected = ReadRawArray<uint8_t>(ref.Path(entry["output"]));
+    ASSERT_EQ(out.rgb.size(), expected.size());
+    EXPECT_EQ(CountDifferent(out.rgb, expected), 0)
+        << entry["source"].get<std::string>() << " -> " << width << "x" << height;
+  }
+}
+
+// Includes crops larger than the image (zero padding, odd amounts) and odd
+// margins where Python's round-half-to-even decides the offset.
+TEST(ImageTransformTest, CenterCropMatchesTorchvision) {
+  const auto& ref = GetImageReference();
+  ASSERT_FALSE(ref.manifest["crops"].empty());
+  for (const auto& entry : ref.manifest["crops"]) {
+    Image source = PillowDecoded(entry["source"]);
+    const int width = entry["width"], height = entry["height"];
+    Image out = CenterCrop(source, width, height);
+    std::vector<uint8_t> expected = ReadRawArray<uint8_t>(ref.Path(entry["output"]));
+    ASSERT_EQ(out.rgb.size(), expected.size());
+    EXPECT_EQ(CountDifferent(out.rgb, expected), 0)
+        << entry["source"].get<std::string>() << " crop " << width << "x" << height;
+  }
+}
+
+// The whole eval preprocess, from file bytes to the normalised tensor, against
+// open_clip.image_transform(224, is_train=False) on Pillow's RGB image. The
+// float32 arithmetic (v / 255 - mean) / std is the one torch performs, so the
+// tensors are identical, not merely close: tolerance 0.
+TEST(ImageTransformTest, EvalTransformMatchesOpenClip) {
+  const auto& ref = GetImageReference();
+  const int size = ref.manifest["image_size"];
+  ASSERT_FALSE(ref.manifest["images"].empty());
+  for (const auto& entry : ref.manifest["images"]) {
+    const std::string name = entry["name"];
+    std::vector<float> expected = ReadRawArray<float>(ref.Path(entry["eval"]));
+    ASSERT_EQ(expected.size(), 3u * size * size) << name;
+    absl::StatusOr<Image> image = ReadImageFile(ref.Path(entry["file"]));
+    ASSERT_TRUE(image.ok()) << image.status();
+    for (const Image& input : {*image, PillowDecoded(name)}) {
+      std::vector<float> out = EvalTransform(input, size);
+      float max_diff = 0;
+      for (size_t i = 0; i < out.size(); ++i)
+        max_diff = std::max(max_diff, std::abs(out[i] - expected[i]));
+      EXPECT_EQ(std::memcmp(out.data(), expected.data(), out.size() * sizeof(float)), 0)
+          << name << ": max |diff| " << max_diff;
+    }
+    // Feeding the unconverted image (as open_clip's CsvDataset does) is the same
+    // for RGB and grey files; palette/alpha/16-bit files differ in Pillow itself.
+    const std::string mode = entry["mode"];
+    if (mode == "RGB" || mode == "L") {
+      EXPECT_TRUE(entry["direct_equal"].get<bool>()) << name;
+    }
+  }
+}
+
+TEST(ImageTransformTest, GeometryRules) {
+  Image tall{7, 300, std::vector<uint8_t>(7 * 300 * 3, 9)};
+  Image resized = ResizeShortestSide(tall, 224);
+  EXPECT_EQ(resized.width, 224);
+  EXPECT_EQ(resized.height, 9600);  // int(224 * 300 / 7)
+  Image wide{301, 224, std::vector<uint8_t>(301 * 224 * 3, 1)};
+  Image same = ResizeShortestSide(wide, 224);
+  EXPECT_EQ(same.width, 301);
+  EXPECT_EQ(same.rgb, wide.rgb);
+  // A flat image stays flat through bicubic (coefficients sum to 1 in fixed point).
+  for (uint8_t v : Resize(tall, 13, 17).rgb) {
+    ASSERT_EQ(v, 9);
+  }
+  std::vector<float> chw(3 * 4 * 4);
+  NormalizeToCHW(Image{4, 4, std::vector<uint8_t>(48, 255)}, chw.data());
+  EXPECT_FLOAT_EQ(chw[0], (1.0f - kOpenAiNormalization.mean[0]) / kOpenAiNormalization.std[0]);
+  EXPECT_FLOAT_EQ(chw[47], (1.0f - kOpenAiNormalization.mean[2]) / kOpenAiNormalization.std[2]);
+}
+
+}  // namespace
+}  // namespace clipscale
