@@ -1,0 +1,183 @@
+"""Generates data/tokenizer_tables.cc: the Unicode and HTML data that open_clip's
+text cleaning (ftfy, html.unescape, str.lower/split, the `regex` module) uses, taken
+from the venv's Python so that the C++ tokenizer matches it character for character.
+
+    python tests/py/tokenizer_tables.py data/tokenizer_tables.cc
+
+tokenizer_test runs this again into its temp dir and fails if the checked-in file
+differs, so an upgrade of Python, regex or ftfy in the venv cannot go unnoticed.
+"""
+import html
+import html.entities
+import re as stdlib_re
+import sys
+import unicodedata
+
+import ftfy
+import ftfy.chardata
+import ftfy.fixes
+import regex
+
+ALL = [chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+ALL_TEXT = "".join(ALL)
+
+
+def c_bytes(text):
+    """A C string literal of text's UTF-8 bytes, octal-escaped (no hex run-on)."""
+    out = []
+    for b in text.encode("utf-8"):
+        ch = chr(b)
+        if ch.isalnum() and b < 128 or ch in " ;_-":
+            out.append(ch)
+        else:
+            out.append("\\%03o" % b)
+    return '"' + "".join(out) + '"'
+
+
+def ranges_of(codepoints):
+    """Sorted code points -> list of inclusive (first, last) ranges."""
+    out = []
+    for cp in codepoints:
+        if out and out[-1][1] == cp - 1:
+            out[-1][1] = cp
+        else:
+            out.append([cp, cp])
+    return out
+
+
+def matching(pattern, flags=0):
+    """Code points (surrogates excluded) that a one-character pattern matches."""
+    compiled = pattern if hasattr(pattern, "finditer") else regex.compile(pattern, flags)
+    return [ord(m.group()) for m in compiled.finditer(ALL_TEXT)]
+
+
+def emit_ranges(lines, name, codepoints):
+    lines.append(f"const CodepointRange {name}[] = {{")
+    for first, last in ranges_of(codepoints):
+        lines.append(f"    {{0x{first:X}, 0x{last:X}}},")
+    lines.append("};")
+    lines.append(f"const size_t {name}Size = sizeof({name}) / sizeof({name}[0]);")
+    lines.append("")
+
+
+def emit_strings(lines, name, pairs, key_fmt):
+    lines.append(f"const {'StringEntry' if key_fmt == 's' else 'CodepointEntry'} {name}[] = {{")
+    for key, value in pairs:
+        key_text = c_bytes(key) if key_fmt == "s" else f"0x{key:X}"
+        lines.append(f"    {{{key_text}, {c_bytes(value)}}},")
+    lines.append("};")
+    lines.append(f"const size_t {name}Size = sizeof({name}) / sizeof({name}[0]);")
+    lines.append("")
+
+
+def re2_class(codepoints):
+    return "[" + "".join(
+        f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}"
+        for a, b in ranges_of(codepoints)) + "]"
+
+
+def pretokenize_pattern():
+    """open_clip's SimpleTokenizer.pat, spelled out for RE2 (case-sensitive).
+
+    `regex` with IGNORECASE folds each literal character and the \\p classes with
+    its own Unicode tables; every literal becomes the class of characters it
+    matches there, and \\p{L}, \\p{N} and [^\\s\\p{L}\\p{N}] become explicit ranges.
+    """
+    def literal(text):
+        return "".join(re2_class(matching(regex.escape(ch), regex.IGNORECASE)) for ch in text)
+
+    words = ["<start_of_text>", "<end_of_text>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]
+    parts = [literal(w) for w in words]
+    parts.append(re2_class(matching(r"[\p{L}]", regex.IGNORECASE)) + "+")
+    parts.append(re2_class(matching(r"[\p{N}]", regex.IGNORECASE)))
+    parts.append(re2_class(matching(r"[^\s\p{L}\p{N}]", regex.IGNORECASE)) + "+")
+    return "|".join(parts)
+
+
+def case_classes():
+    """Python's str.lower() final-sigma context, probed through str.lower itself.
+
+    "A" + c + "Σ" ends in ς iff c is case-ignorable or cased; c + "Σ" ends in ς iff
+    c is cased and not case-ignorable (a character that is both acts as ignorable).
+    """
+    ignorable, cased = [], []
+    for ch in ALL:
+        after_cased = ("A" + ch + "\u03a3").lower()[-1] == "\u03c2"
+        alone = (ch + "\u03a3").lower()[-1] == "\u03c2"
+        if alone:
+            cased.append(ord(ch))
+        elif after_cased:
+            ignorable.append(ord(ch))
+    return ignorable, cased
+
+
+def ftfy_char_map():
+    """ftfy's per-character fixers, composed in fix_and_explain's order."""
+    out = []
+    for ch in ALL:
+        fixed = ftfy.fixes.fix_c1_controls(ch)
+        fixed = ftfy.fixes.fix_latin_ligatures(fixed)
+        fixed = ftfy.fixes.fix_character_width(fixed)
+        fixed = ftfy.fixes.uncurl_quotes(fixed)
+        if fixed != ch:
+            out.append((ord(ch), fixed))
+    return out
+
+
+def ftfy_extra_entities():
+    """ftfy's entity table minus what html5 already gives (the all-caps names)."""
+    html5 = html.entities.html5
+    extra = []
+    for name, value in sorted(ftfy.chardata.HTML_ENTITIES.items()):
+        assert name.startswith("&") and name.endswith(";"), name
+        if html5.get(name[1:]) != value:
+            extra.append((name[1:], value))
+    return extra
+
+
+def generate():
+    lines = [
+        "// GENERATED by tests/py/tokenizer_tables.py from the venv's Python "
+        f"{sys.version.split()[0]}",
+        f"// (unicodedata {unicodedata.unidata_version}), regex "
+        f"{regex.__version__}, ftfy {ftfy.__version__}. Do not edit; rerun the script.",
+        '#include "data/tokenizer_tables.h"',
+        "",
+        "namespace clipscale::text::tables {",
+        "",
+    ]
+    emit_strings(lines, "kHtml5Entities", sorted(html.entities.html5.items()), "s")
+    emit_strings(lines, "kFtfyExtraEntities", ftfy_extra_entities(), "s")
+    emit_strings(lines, "kHtmlInvalidCharrefs", sorted(html._invalid_charrefs.items()), "c")
+    emit_ranges(lines, "kHtmlInvalidCodepoints", sorted(html._invalid_codepoints))
+    emit_strings(lines, "kFtfyCharMap", ftfy_char_map(), "c")
+    removed = [ord(ch) for ch in ALL if ftfy.fixes.remove_control_chars(ch) == ""]
+    emit_ranges(lines, "kFtfyRemovedControls", removed)
+    emit_ranges(lines, "kPythonReDigits", matching(stdlib_re.compile(r"\d")))
+    emit_ranges(lines, "kPythonSpace", [ord(ch) for ch in ALL if ch.isspace()])
+    emit_ranges(lines, "kPythonUnassigned",
+                [ord(ch) for ch in ALL if unicodedata.category(ch) == "Cn"])
+    ignorable, cased = case_classes()
+    emit_ranges(lines, "kCaseIgnorable", ignorable)
+    emit_ranges(lines, "kCased", cased)
+    lines.append("const char kPreTokenizePattern[] =")
+    pattern = pretokenize_pattern().replace("\\", "\\\\")
+    # Split only before a backslash so that no C escape is cut in two.
+    chunks, current = [], ""
+    for piece in pattern.split("\\\\x"):
+        piece = ("\\\\x" + piece) if current or chunks else piece
+        if len(current) + len(piece) > 90:
+            chunks.append(current)
+            current = ""
+        current += piece
+    chunks.append(current)
+    lines.extend(f'    "{chunk}"' for chunk in chunks)
+    lines[-1] += ";"
+    lines.append("")
+    lines.append("}  // namespace clipscale::text::tables")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1], "w", encoding="utf-8") as f:
+        f.write(generate())
