@@ -1,0 +1,4 @@
+clipscale_test(safetensors_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/safetensors_test.cc
+               DEPS clipscale_core LABELS "unit;parity" TIMEOUT 120)
+clipscale_test(config_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/config_test.cc
+               DEPS clipscale_core LABELS "unit" TIMEOUT 60)
