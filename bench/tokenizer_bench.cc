@@ -42,7 +42,7 @@ std::vector<std::string> ReadCaptions(const std::string& path) {
   size_t pos = 0;
   auto u32 = [&] {
     uint32_t v;
-    CHECK(pos + 4 <= data.size());
+    CS_CHECK(pos + 4 <= data.size());
     std::memcpy(&v, data.data() + pos, 4);
     pos += 4;
     return v;
@@ -50,7 +50,7 @@ std::vector<std::string> ReadCaptions(const std::string& path) {
   std::vector<std::string> captions(u32());
   for (auto& caption : captions) {
     uint32_t n = u32();
-    CHECK(pos + n <= data.size());
+    CS_CHECK(pos + n <= data.size());
     caption = data.substr(pos, n);
     pos += n;
   }
@@ -79,12 +79,12 @@ std::string RunPython(const std::string& dir, int count, int repeats) {
       absl::StrCat("'", CLIPSCALE_PYTHON, "' '", CLIPSCALE_SOURCE_DIR,
                    "/bench/py/tokenizer_bench.py' '", dir, "' ", count, " ", repeats);
   FILE* pipe = popen(command.c_str(), "r");
-  CHECK_MSG(pipe != nullptr, "cannot run ", command);
+  CS_CHECK_MSG(pipe != nullptr, "cannot run ", command);
   std::string out;
   char buffer[4096];
   size_t n;
   while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
-  CHECK_MSG(pclose(pipe) == 0, "failed: ", command);
+  CS_CHECK_MSG(pclose(pipe) == 0, "failed: ", command);
   return out;
 }
 
@@ -132,14 +132,14 @@ void MeasureClipscale(const ClipTokenizer& tokenizer, int repeats, int threads, 
   };
   auto run = [&] { tokenizer.TokenizeBatch(m->captions, kContext, rows->data()); };
   m->cold = Seconds(run);  // a fresh tokenizer: empty BPE cache, like open_clip's first call
-  CHECK_MSG(same(), "clipscale's rows differ from open_clip's");
+  CS_CHECK_MSG(same(), "clipscale's rows differ from open_clip's");
   for (int r = 0; r < repeats; ++r) m->warm = std::min(m->warm, Seconds(run));
   rows->assign(rows->size(), -1);
   for (int r = 0; r < repeats; ++r) {
     m->threaded = std::min(
         m->threaded, Seconds([&] { TokenizeThreaded(tokenizer, m->captions, threads, rows); }));
   }
-  CHECK_MSG(same(), "multi-threaded rows differ from open_clip's");
+  CS_CHECK_MSG(same(), "multi-threaded rows differ from open_clip's");
 }
 
 int Main(int argc, char** argv) {
@@ -152,7 +152,7 @@ int Main(int argc, char** argv) {
   Measurement m;
   MeasureOpenClip(count, repeats, &m);
   auto tokenizer = ClipTokenizer::LoadDefault();
-  CHECK_OK(tokenizer.status());
+  CS_CHECK_OK(tokenizer.status());
   std::vector<int32_t> rows;
   MeasureClipscale(*tokenizer, repeats, threads, &m, &rows);
 

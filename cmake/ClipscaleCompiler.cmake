@@ -20,3 +20,7 @@ function(clipscale_library name)
     target_precompile_headers(${name} REUSE_FROM clipscale_torch_pch)
   endif()
 endfunction()
+
+# MPI's targets add -pthread (which defines _REENTRANT); every TU gets it so the
+# precompiled LibTorch header stays valid for all of them.
+add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-pthread>)

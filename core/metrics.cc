@@ -51,7 +51,7 @@ JsonlWriter::~JsonlWriter() {
 }
 
 void JsonlWriter::Scalar(const std::string& tag, double value, int64_t step) {
-  CHECK_MSG(tag != "step" && tag != "time", "metric tag '", tag, "' is reserved in metrics.jsonl");
+  CS_CHECK_MSG(tag != "step" && tag != "time", "metric tag '", tag, "' is reserved in metrics.jsonl");
   if (pending_->active && pending_->step != step) EmitPendingLine();
   if (!pending_->active) {
     pending_->active = true;

@@ -38,19 +38,19 @@ absl::Status Annotate(const absl::Status& status, const std::string& context);
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL(CLIPSCALE_CONCAT(_status_or_, __LINE__), lhs, expr)
 
-#define CHECK(cond)                                                        \
+#define CS_CHECK(cond)                                                        \
   do {                                                                     \
     if (!(cond)) ::clipscale::FatalError(__FILE__, __LINE__, "CHECK failed: " #cond); \
   } while (0)
 
-#define CHECK_MSG(cond, ...)                                                   \
+#define CS_CHECK_MSG(cond, ...)                                                   \
   do {                                                                         \
     if (!(cond))                                                               \
       ::clipscale::FatalError(__FILE__, __LINE__,                              \
                               ::absl::StrCat("CHECK failed: " #cond ": ", __VA_ARGS__)); \
   } while (0)
 
-#define CHECK_OK(expr)                                                          \
+#define CS_CHECK_OK(expr)                                                          \
   do {                                                                          \
     ::absl::Status _status = (expr);                                            \
     if (!_status.ok())                                                          \

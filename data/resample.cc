@@ -149,8 +149,8 @@ void ResampleVertical(const uint8_t* in, int width, int row_offset, const AxisKe
 }  // namespace
 
 Image Resize(const Image& image, int width, int height) {
-  CHECK_MSG(width > 0 && height > 0, "Resize to ", width, "x", height);
-  CHECK(image.width > 0 && image.height > 0);
+  CS_CHECK_MSG(width > 0 && height > 0, "Resize to ", width, "x", height);
+  CS_CHECK(image.width > 0 && image.height > 0);
   if (width == image.width && height == image.height) return image;
   const bool need_horizontal = width != image.width;
   const bool need_vertical = height != image.height;

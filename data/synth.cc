@@ -38,14 +38,22 @@ uint64_t Mix(uint64_t a, uint64_t b, uint64_t c) { return MixSeed(a, b, c); }
 
 // Vertices of a regular polygon (or star) around the object, in pixels.
 std::vector<std::pair<double, double>> Outline(int shape, const SceneObject& o, int size) {
-  const int sides[] = {0, 4, 3, 10, 6};  // circle, square, triangle, star, hexagon
   std::vector<std::pair<double, double>> points;
-  const int n = sides[shape];
-  for (int i = 0; i < n; ++i) {
-    double r = o.radius * size * ((shape == 3 && i % 2) ? 0.45 : 1.0);
-    double angle = o.rotation + 2 * M_PI * i / n;
-    points.emplace_back(o.cx * size + r * std::cos(angle), o.cy * size + r * std::sin(angle));
+  auto add = [&](double r, double angle) {
+    points.emplace_back(o.cx * size + r * std::cos(o.rotation + angle),
+                        o.cy * size + r * std::sin(o.rotation + angle));
+  };
+  const double r = o.radius * size;
+  if (shape == 4) {  // a plus-shaped cross: arms of half-width r/3
+    const double a = r / 3;
+    const double xy[12][2] = {{a, r},   {a, a},   {r, a},   {r, -a}, {a, -a}, {a, -r},
+                              {-a, -r}, {-a, -a}, {-r, -a}, {-r, a}, {-a, a}, {-a, r}};
+    for (const auto& p : xy) add(std::hypot(p[0], p[1]), std::atan2(p[1], p[0]));
+    return points;
   }
+  const int sides[] = {0, 4, 3, 10};  // circle (not a polygon), square, triangle, star
+  const int n = sides[shape];
+  for (int i = 0; i < n; ++i) add(r * ((shape == 3 && i % 2) ? 0.45 : 1.0), 2 * M_PI * i / n);
   return points;
 }
 
@@ -127,7 +135,7 @@ absl::Status WriteSplit(const SynthOptions& o, const std::string& name, uint64_t
 }  // namespace
 
 const std::vector<std::string>& SynthShapes() {
-  static const std::vector<std::string> v = {"circle", "square", "triangle", "star", "hexagon"};
+  static const std::vector<std::string> v = {"circle", "square", "triangle", "star", "cross"};
   return v;
 }
 const std::vector<std::string>& SynthColours() {
@@ -159,7 +167,7 @@ Scene RandomScene(uint64_t seed, uint64_t split, uint64_t index) {
   scene.background = static_cast<int>(rng.Below(static_cast<int>(SynthBackgrounds().size())));
   scene.large = rng.Below(2) == 1;
   const int count = 1 + static_cast<int>(rng.Below(3));
-  const double radius = scene.large ? 0.17 + 0.03 * rng.Uniform() : 0.08 + 0.02 * rng.Uniform();
+  const double radius = scene.large ? 0.2 + 0.03 * rng.Uniform() : 0.11 + 0.02 * rng.Uniform();
   for (int attempt = 0; static_cast<int>(scene.objects.size()) < count && attempt < 200; ++attempt) {
     SceneObject o{radius + (1 - 2 * radius) * rng.Uniform(), radius + (1 - 2 * radius) * rng.Uniform(),
                   radius, 2 * M_PI * rng.Uniform()};
@@ -184,7 +192,11 @@ Image RenderScene(const Scene& scene, int size, uint64_t texture_seed) {
   for (int y = 0; y < size; ++y) {
     for (int x = 0; x < size; ++x) {
       int covered = 0;
-      for (int sy = 0; sy < 4; ++sy) {
+      bool near = false;  // only pixels within an object's bounding circle need sampling
+      for (const auto& o : scene.objects) {
+        near |= std::hypot(x + 0.5 - o.cx * size, y + 0.5 - o.cy * size) <= o.radius * size + 1.5;
+      }
+      for (int sy = 0; near && sy < 4; ++sy) {
         for (int sx = 0; sx < 4; ++sx) {
           const double px = x + (sx + 0.5) / 4, py = y + (sy + 0.5) / 4;
           for (size_t k = 0; k < scene.objects.size(); ++k) {
@@ -212,7 +224,7 @@ std::string SceneCaption(const Scene& scene) {
   const size_t n = scene.objects.size();
   const std::string& shape = SynthShapes()[scene.shape];
   return absl::StrCat(n == 1 ? "a" : CountWord(n), " ", scene.large ? "large" : "small", " ",
-                      SynthColours()[scene.colour], " ", shape, n == 1 ? "" : "s", " on a ",
+                      SynthColours()[scene.colour], " ", shape, n == 1 ? "" : (shape == "cross" ? "es" : "s"), " on a ",
                       SynthBackgrounds()[scene.background], " background");
 }
 

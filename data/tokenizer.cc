@@ -183,7 +183,7 @@ std::vector<int32_t> ClipTokenizer::Encode(const std::string& text) const {
 }
 
 void ClipTokenizer::TokenizeInto(const std::string& text, int context_length, int32_t* row) const {
-  CHECK_MSG(context_length > 0, "context_length must be positive, got ", context_length);
+  CS_CHECK_MSG(context_length > 0, "context_length must be positive, got ", context_length);
   // Ids past context_length - 1 can only be truncated away, so stop there.
   std::vector<int32_t> tokens = {state_->sot};
   EncodeInto(text, context_length, &tokens);

@@ -44,7 +44,7 @@ int CropStart(int image_size, int crop_size) {
 }  // namespace
 
 Image ResizeShortestSide(const Image& image, int size) {
-  CHECK_MSG(size > 0, "ResizeShortestSide to ", size);
+  CS_CHECK_MSG(size > 0, "ResizeShortestSide to ", size);
   const bool portrait = image.width <= image.height;
   const int64_t short_side = portrait ? image.width : image.height;
   const int64_t long_side = portrait ? image.height : image.width;
@@ -58,7 +58,7 @@ Image ResizeShortestSide(const Image& image, int size) {
 }
 
 Image CenterCrop(const Image& image, int width, int height) {
-  CHECK_MSG(width > 0 && height > 0, "CenterCrop to ", width, "x", height);
+  CS_CHECK_MSG(width > 0 && height > 0, "CenterCrop to ", width, "x", height);
   if (width == image.width && height == image.height) return image;
   return Window(image, CropStart(image.width, width), CropStart(image.height, height), width,
                 height);

@@ -69,12 +69,12 @@ std::u32string NormalizeNfcRun(std::u32string_view text) {
   while (true) {
     n = utf8proc_decompose(bytes, static_cast<utf8proc_ssize_t>(utf8.size()), buffer.data(),
                            static_cast<utf8proc_ssize_t>(buffer.size()), options);
-    CHECK_MSG(n >= 0, "utf8proc_decompose: ", utf8proc_errmsg(n));
+    CS_CHECK_MSG(n >= 0, "utf8proc_decompose: ", utf8proc_errmsg(n));
     if (static_cast<size_t>(n) <= buffer.size()) break;
     buffer.resize(static_cast<size_t>(n));
   }
   n = utf8proc_normalize_utf32(buffer.data(), n, options);
-  CHECK_MSG(n >= 0, "utf8proc_normalize_utf32: ", utf8proc_errmsg(n));
+  CS_CHECK_MSG(n >= 0, "utf8proc_normalize_utf32: ", utf8proc_errmsg(n));
   return std::u32string(buffer.begin(), buffer.begin() + n);
 }
 

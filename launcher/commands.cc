@@ -10,6 +10,10 @@ void SetExitCode(int code) { g_exit_code = code; }
 
 void RegisterCommands(CLI::App& app) {
   RegisterInfoCommand(app);
+  RegisterInferenceCommands(app);
+  RegisterConfigCommand(app);
+  RegisterDataCommand(app);
+  RegisterTrainCommands(app);
 }
 
 }  // namespace clipscale::launcher

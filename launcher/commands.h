@@ -7,6 +7,10 @@ namespace clipscale::launcher {
 
 void RegisterCommands(CLI::App& app);
 void RegisterInfoCommand(CLI::App& app);
+void RegisterInferenceCommands(CLI::App& app);
+void RegisterConfigCommand(CLI::App& app);
+void RegisterDataCommand(CLI::App& app);
+void RegisterTrainCommands(CLI::App& app);
 
 // Exit status of the command that ran (set by its callback).
 int ExitCode();

@@ -24,7 +24,7 @@ torch::Tensor L2Normalize(const torch::Tensor& x) {
 }  // namespace
 
 ClipModelImpl::ClipModelImpl(const ModelConfig& config) : config_(config) {
-  CHECK_OK(ValidateModelConfig(config));
+  CS_CHECK_OK(ValidateModelConfig(config));
   const VisionConfig& v = config.vision;
   if (v.is_resnet()) {
     resnet_ = std::make_shared<ModifiedResNetImpl>(v, config.embed_dim);
@@ -72,7 +72,7 @@ torch::Tensor ClipModelImpl::EncodeImage(const torch::Tensor& images, bool norma
 
 torch::Tensor ClipModelImpl::EncodeText(const torch::Tensor& tokens, bool normalize) {
   const int64_t context = config_.text.context_length;
-  CHECK_MSG(tokens.dim() == 2 && tokens.size(1) <= context, "expected [N, L<=", context,
+  CS_CHECK_MSG(tokens.dim() == 2 && tokens.size(1) <= context, "expected [N, L<=", context,
             "] tokens, got ", c10::str(tokens.sizes()));
   // Positions attend only backwards, so a batch shorter than context_length
   // gives the features (up to rounding) its first L positions would in a full one.
@@ -91,6 +91,11 @@ torch::Tensor ClipModelImpl::EncodeText(const torch::Tensor& tokens, bool normal
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> ClipModelImpl::forward(
     const torch::Tensor& images, const torch::Tensor& tokens) {
   return {EncodeImage(images), EncodeText(tokens), logit_scale_.exp()};
+}
+
+void ClipModelImpl::SetGradCheckpointing(bool enabled) {
+  transformer_->set_grad_checkpointing(enabled);
+  if (vit_) vit_->transformer()->set_grad_checkpointing(enabled);
 }
 
 }  // namespace clipscale

@@ -47,6 +47,9 @@ class ClipModelImpl : public torch::nn::Module {
   torch::nn::Module& visual() { return *visual_; }
   // The text blocks, e.g. to lock all but the last few.
   Transformer& transformer() { return transformer_; }
+  // Gradient checkpointing of the transformer blocks of both towers (the
+  // ModifiedResNet tower has none: OpenCLIP ignores the flag there too).
+  void SetGradCheckpointing(bool enabled);
   // The learnable log temperature (a 0-dim parameter); the trainer clamps it.
   torch::Tensor& logit_scale() { return logit_scale_; }
 

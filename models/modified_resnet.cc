@@ -62,7 +62,7 @@ torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
 AttentionPool2dImpl::AttentionPool2dImpl(int64_t spacial_dim, int64_t embed_dim, int64_t num_heads,
                                          int64_t output_dim)
     : num_heads_(num_heads) {
-  CHECK_MSG(embed_dim % num_heads == 0, "attention pool width ", embed_dim, " is not divisible by ",
+  CS_CHECK_MSG(embed_dim % num_heads == 0, "attention pool width ", embed_dim, " is not divisible by ",
             num_heads, " heads");
   positional_embedding_ = register_parameter("positional_embedding",
                                              at::randn({spacial_dim * spacial_dim + 1, embed_dim}) /
@@ -102,8 +102,8 @@ torch::Tensor AttentionPool2dImpl::forward(const torch::Tensor& x) {
 
 ModifiedResNetImpl::ModifiedResNetImpl(const VisionConfig& config, int embed_dim)
     : inplanes_(config.width) {
-  CHECK_MSG(config.is_resnet(), "ModifiedResNet needs 4 stage depths in vision.layers");
-  CHECK_MSG(config.image_size % 32 == 0, "ModifiedResNet image_size ", config.image_size,
+  CS_CHECK_MSG(config.is_resnet(), "ModifiedResNet needs 4 stage depths in vision.layers");
+  CS_CHECK_MSG(config.image_size % 32 == 0, "ModifiedResNet image_size ", config.image_size,
             " is not a multiple of 32");
   const int64_t width = config.width;
   conv1_ = register_module("conv1", Conv(3, width / 2, 3, /*stride=*/2));

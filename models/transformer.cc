@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/status.h"
+#include "models/checkpoint.h"
 
 namespace clipscale {
 namespace {
@@ -18,7 +19,7 @@ namespace {
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
-    CHECK_MSG(width % heads == 0, "width ", width, " is not divisible by heads ", heads);
+    CS_CHECK_MSG(width % heads == 0, "width ", width, " is not divisible by heads ", heads);
     // MultiheadAttention._reset_parameters: xavier_uniform_ weight, zero biases;
     // out_proj.weight keeps nn.Linear's kaiming-uniform default.
     in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * width, width}));
@@ -103,7 +104,12 @@ TransformerImpl::TransformerImpl(const TransformerOptions& options) : options_(o
 torch::Tensor TransformerImpl::forward(const torch::Tensor& x, bool causal) {
   torch::Tensor y = x;
   for (const auto& block : *resblocks_) {
-    y = block->as<ResidualAttentionBlockImpl>()->forward(y, causal);
+    auto* impl = block->as<ResidualAttentionBlockImpl>();
+    if (grad_checkpointing_ && is_training()) {
+      y = Checkpoint([impl, causal](const torch::Tensor& in) { return impl->forward(in, causal); }, y);
+    } else {
+      y = impl->forward(y, causal);
+    }
   }
   return y;
 }

@@ -44,9 +44,14 @@ class TransformerImpl : public torch::nn::Module {
   // The block container, e.g. for locking all but the last few blocks.
   torch::nn::ModuleList& resblocks() { return resblocks_; }
 
+  // Recompute each block in backward instead of keeping its activations
+  // (OpenCLIP's --grad-checkpointing); gradients are unchanged.
+  void set_grad_checkpointing(bool enabled) { grad_checkpointing_ = enabled; }
+
  private:
   TransformerOptions options_;
   torch::nn::ModuleList resblocks_{nullptr};
+  bool grad_checkpointing_ = false;
 };
 TORCH_MODULE(Transformer);
 

@@ -14,7 +14,7 @@ namespace clipscale {
 VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& config, int embed_dim,
                                              bool quick_gelu)
     : config_(config) {
-  CHECK_MSG(!config.is_resnet() && config.layers.size() == 1,
+  CS_CHECK_MSG(!config.is_resnet() && config.layers.size() == 1,
             "VisionTransformer needs one depth in vision.layers");
   const int64_t width = config.width;
   const int64_t grid = config.image_size / config.patch_size;
@@ -38,7 +38,7 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& config, int emb
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
-  CHECK_MSG(images.dim() == 4 && images.size(2) == config_.image_size &&
+  CS_CHECK_MSG(images.dim() == 4 && images.size(2) == config_.image_size &&
                 images.size(3) == config_.image_size,
             "expected [N, 3, ", config_.image_size, ", ", config_.image_size, "] images, got ",
             c10::str(images.sizes()));

@@ -75,6 +75,7 @@ absl::StatusOr<std::string> RunPythonScript(const std::string& script,
     if (err.size() > 4000) err = err.substr(err.size() - 4000);
     return absl::InternalError(absl::StrCat(script, " failed (status ", status, "): ", err));
   }
+  std::filesystem::remove(err_path);
   return out;
 }
 

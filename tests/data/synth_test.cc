@@ -69,7 +69,7 @@ TEST(SynthTest, SameArgumentsSameBytes) {
 TEST(SynthTest, CaptionsDescribeTheScene) {
   const std::regex pattern(
       "(a|two|three) (small|large) (red|green|blue|yellow|purple|orange) "
-      "(circle|square|triangle|star|hexagon)s? on a (grey|white|black) background");
+      "(circle|square|triangle|star|cross)(s|es)? on a (grey|white|black) background");
   for (uint64_t i = 0; i < 200; ++i) {
     const Scene scene = RandomScene(3, 0, i);
     const std::string caption = SceneCaption(scene);

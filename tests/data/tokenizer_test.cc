@@ -38,7 +38,7 @@ class Reader {
   uint32_t U32() { return Take<uint32_t>(); }
   std::string Bytes() {
     uint32_t n = U32();
-    CHECK(pos_ + n <= data_.size());
+    CS_CHECK(pos_ + n <= data_.size());
     pos_ += n;
     return data_.substr(pos_ - n, n);
   }
@@ -49,7 +49,7 @@ class Reader {
   }
   template <class T>
   T Take() {
-    CHECK(pos_ + sizeof(T) <= data_.size());
+    CS_CHECK(pos_ + sizeof(T) <= data_.size());
     T value;
     std::memcpy(&value, data_.data() + pos_, sizeof(T));
     pos_ += sizeof(T);
@@ -90,11 +90,11 @@ class TokenizerParityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     auto tokenizer = ClipTokenizer::LoadDefault();
-    CHECK_OK(tokenizer.status());
+    CS_CHECK_OK(tokenizer.status());
     tokenizer_ = new ClipTokenizer(*tokenizer);
     std::string dir = testing::MakeTempDir();
     auto summary = testing::RunPythonScript("tokenizer_reference.py", {dir});
-    CHECK_OK(summary.status());
+    CS_CHECK_OK(summary.status());
     std::printf("reference: %s", summary->c_str());
     cases_ = new std::vector<Case>(ReadCases(dir + "/cases.bin"));
   }

@@ -33,7 +33,7 @@ class Reader {
  public:
   explicit Reader(std::string data) : data_(std::move(data)) {}
   uint32_t U32() {
-    CHECK(pos_ + 4 <= data_.size());
+    CS_CHECK(pos_ + 4 <= data_.size());
     uint32_t v;
     std::memcpy(&v, data_.data() + pos_, 4);
     pos_ += 4;
@@ -41,7 +41,7 @@ class Reader {
   }
   std::string Bytes() {
     uint32_t n = U32();
-    CHECK(pos_ + n <= data_.size());
+    CS_CHECK(pos_ + n <= data_.size());
     pos_ += n;
     return data_.substr(pos_ - n, n);
   }
@@ -67,7 +67,7 @@ struct Reference {
 const Reference& Ref() {
   static const Reference* ref = [] {
     std::string dir = testing::MakeTempDir();
-    CHECK_OK(testing::RunPythonScript("tokenizer_unicode_reference.py", {dir}).status());
+    CS_CHECK_OK(testing::RunPythonScript("tokenizer_unicode_reference.py", {dir}).status());
     std::ifstream file(dir + "/unicode.bin", std::ios::binary);
     std::stringstream buffer;
     buffer << file.rdbuf();

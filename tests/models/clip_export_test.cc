@@ -36,7 +36,7 @@ std::string OpenClipConfigDir() {
     std::filesystem::create_directories(*path);
     std::vector<std::string> args = OpenClipModels();
     args.insert(args.begin(), *path);
-    CHECK_OK(testing::RunPythonScript("clip_config_dump.py", args).status());
+    CS_CHECK_OK(testing::RunPythonScript("clip_config_dump.py", args).status());
     return path;
   }();
   return *dir;

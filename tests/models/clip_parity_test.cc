@@ -39,7 +39,7 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.Label(); }
 std::string PythonConfigArg(const std::string& model) {
   if (model != "tiny") return model;
   auto path = FindDataFile("configs/models/tiny.yaml");
-  CHECK_OK(path.status());
+  CS_CHECK_OK(path.status());
   return *path;
 }
 
@@ -79,16 +79,16 @@ const Reference& GetReference(const Case& c) {
   if (c.model == "tiny") args.insert(args.end(), {"--patch-dropout", "0.5"});
   if (c.quick_gelu) args.push_back("--quick-gelu");
   auto out = testing::RunPythonScript("clip_reference.py", args);
-  CHECK_OK(out.status());
+  CS_CHECK_OK(out.status());
   auto io = ReadTensors(dir + "/io.safetensors");
-  CHECK_OK(io.status());
+  CS_CHECK_OK(io.status());
   return cache->emplace(c.Label(), Reference{dir + "/weights.safetensors", *io}).first->second;
 }
 
 ModelConfig LoadConfig(const std::string& model, double patch_dropout = 0.0,
                        bool quick_gelu = false) {
   auto config = LoadModelConfig(model);
-  CHECK_OK(config.status());
+  CS_CHECK_OK(config.status());
   config->vision.patch_dropout = patch_dropout;
   config->quick_gelu = config->quick_gelu || quick_gelu;
   return *config;
@@ -107,7 +107,7 @@ const TensorMap& FreshStateDict(const std::string& model) {
 // in training), holding the reference weights, in eval mode.
 ClipModel LoadReferenceModel(const Case& c) {
   ClipModel model(LoadConfig(c.model, c.model == "tiny" ? 0.5 : 0.0, c.quick_gelu));
-  CHECK_OK(LoadWeights(*model, GetReference(c).weights_path));
+  CS_CHECK_OK(LoadWeights(*model, GetReference(c).weights_path));
   model->eval();
   return model;
 }

@@ -1,0 +1,99 @@
+// The clipscale binary as a user runs it: subcommands, outputs, errors.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "core/file_util.h"
+#include "core/npy.h"
+#include "data/tar.h"
+#include "data/tokenizer.h"
+#include "models/clip_model.h"
+#include "models/weights_io.h"
+#include "tests/test_util.h"
+
+namespace clipscale {
+namespace {
+
+std::string Binary() { return testing::BinaryDir() + "/bin/clipscale"; }
+
+testing::CommandResult RunCli(const std::string& args) {
+  return testing::RunCommand(testing::ShellQuote(Binary()) + " " + args);
+}
+
+TEST(CliTest, HelpShowsDefaults) {
+  auto r = RunCli("data synth --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--per-shard"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("1000"), std::string::npos) << r.output;  // default shown
+}
+
+TEST(CliTest, ConfigErrorsNameTheKey) {
+  auto r = RunCli("config --model tiny --set vision.width=abc");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("vision.width: expected an integer, got 'abc'"), std::string::npos)
+      << r.output;
+  r = RunCli("config --model ViT-B-32 --set vision.patch_dropout=0.5");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("patch_dropout: 0.5"), std::string::npos) << r.output;
+  r = RunCli("config --model no-such-model");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("unknown model 'no-such-model'"), std::string::npos) << r.output;
+}
+
+TEST(CliTest, EmbedZeroShotAndEvalOnSavedWeights) {
+  const std::string dir = testing::MakeTempDir();
+  auto r = RunCli("data synth --out " + dir + "/data --train 8 --val 40 --per-shard 20 --seed 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  torch::manual_seed(0);
+  ClipModel model(*LoadModelConfig("tiny"));
+  model->eval();
+  ASSERT_TRUE(SaveWeights(*model, dir + "/w.safetensors").ok());
+
+  r = RunCli("embed --model tiny --weights " + dir + "/w.safetensors --text 'a red circle' " +
+          "--text 'two blue squares' --out " + dir + "/t.npy");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto npy = ReadNpy(dir + "/t.npy");
+  ASSERT_TRUE(npy.ok()) << npy.status();
+  ASSERT_EQ(npy->shape, (std::vector<int64_t>{2, 128}));
+  torch::Tensor from_cli =
+      torch::from_blob(npy->bytes.data(), {2, 128}, torch::kFloat32).clone();
+  auto tokenizer = ClipTokenizer::LoadDefault();
+  ASSERT_TRUE(tokenizer.ok());
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> ids;
+  for (const char* text : {"a red circle", "two blue squares"}) {
+    for (int32_t id : tokenizer->Tokenize(text, 32)) ids.push_back(id);
+  }
+  torch::Tensor direct = model->EncodeText(torch::tensor(ids).view({2, 32}));
+  EXPECT_TRUE(torch::allclose(from_cli, direct, 1e-6, 1e-6));
+
+  std::string jpeg;
+  ASSERT_TRUE(ReadTar(dir + "/data/val/00000.tar", [&](const TarMember& m) {
+                if (jpeg.empty() && m.name.find(".jpg") != std::string::npos) jpeg = m.content;
+                return absl::OkStatus();
+              }).ok());
+  ASSERT_TRUE(WriteFileAtomically(dir + "/scene.jpg", jpeg).ok());
+  r = RunCli("zeroshot --model tiny --weights " + dir + "/w.safetensors --image " + dir +
+          "/scene.jpg --labels 'red circle,blue square,green star' --top-k 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("scene.jpg"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("%"), std::string::npos) << r.output;
+
+  r = RunCli("zeroshot --model tiny --weights " + dir + "/w.safetensors --image " + dir +
+          "/w.safetensors --labels a,b");
+  EXPECT_EQ(r.exit_code, 1);  // not an image: a clear error, no crash
+  EXPECT_NE(r.output.find("clipscale: error:"), std::string::npos) << r.output;
+
+  r = RunCli("eval --model tiny --weights " + dir + "/w.safetensors --data " + dir + "/data/val");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("zeroshot_top1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("image_to_text_R@1"), std::string::npos) << r.output;
+
+  r = RunCli("embed --model tiny --weights " + dir + "/t.npy --text x --out " + dir + "/x.npy");
+  EXPECT_EQ(r.exit_code, 1);  // weights that are not safetensors
+}
+
+}  // namespace
+}  // namespace clipscale

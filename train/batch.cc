@@ -1,0 +1,39 @@
+#include "train/batch.h"
+
+#include <torch/torch.h>
+
+#include "core/random.h"
+#include "data/augment.h"
+#include "data/transforms.h"
+
+namespace clipscale {
+
+Batch MakeBatch(const std::vector<Example>& examples, const std::vector<int64_t>& indices,
+                int image_size, const ClipTokenizer& tokenizer, int context_length,
+                const uint64_t* augment_seed) {
+  const auto n = static_cast<int64_t>(indices.size());
+  Batch batch;
+  batch.images = torch::empty({n, 3, image_size, image_size});
+  batch.labels = torch::empty({n}, torch::kInt64);
+  std::vector<std::string> captions;
+  const int64_t plane = 3LL * image_size * image_size;
+  float* pixels = batch.images.data_ptr<float>();
+  int64_t* labels = batch.labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const Example& example = examples[indices[i]];
+    if (augment_seed) {
+      SplitMix64 rng(MixSeed(*augment_seed, static_cast<uint64_t>(indices[i])));
+      TrainTransform(example.image, image_size, RandomResizedCropOptions(), rng, pixels + i * plane);
+    } else {
+      EvalTransform(example.image, image_size, pixels + i * plane);
+    }
+    labels[i] = example.label;
+    captions.push_back(example.caption);
+  }
+  std::vector<int32_t> ids(captions.size() * context_length);
+  tokenizer.TokenizeBatch(captions, context_length, ids.data());
+  batch.tokens = torch::from_blob(ids.data(), {n, context_length}, torch::kInt32).to(torch::kInt64);
+  return batch;
+}
+
+}  // namespace clipscale

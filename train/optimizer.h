@@ -1,0 +1,48 @@
+// AdamW as OpenCLIP configures it: betas (0.9, 0.98), eps 1e-6, weight decay
+// only on matrices — not on gains, biases, logit_scale, positional or class
+// embeddings. Frozen parameters (requires_grad false) are left out.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+
+namespace clipscale {
+
+struct OptimizerConfig {
+  double weight_decay = 0.2;
+  double beta1 = 0.9;
+  double beta2 = 0.98;
+  double eps = 1e-6;
+  double grad_clip_norm = 0.0;  // 0: no clipping
+
+  template <class V>
+  void Visit(V& v) {
+    v("weight_decay", weight_decay);
+    v("beta1", beta1);
+    v("beta2", beta2);
+    v("eps", eps);
+    v("grad_clip_norm", grad_clip_norm);
+  }
+};
+
+// True for parameters that must not be decayed (by name and rank).
+bool ExcludedFromWeightDecay(const std::string& name, const torch::Tensor& parameter);
+
+struct ParameterGroups {
+  std::vector<std::string> decay_names, no_decay_names;
+  std::vector<torch::Tensor> decay, no_decay;
+};
+ParameterGroups SplitForWeightDecay(const torch::nn::Module& model);
+
+// Group 0 decays, group 1 does not; the learning rate is set per step.
+std::unique_ptr<torch::optim::AdamW> MakeAdamW(const torch::nn::Module& model,
+                                               const OptimizerConfig& config);
+
+// Sets every group's learning rate.
+void SetLearningRate(torch::optim::Optimizer& optimizer, double lr);
+
+}  // namespace clipscale

@@ -1,0 +1,82 @@
+// The training recipe: one YAML file (configs/*.yaml), every key typed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "models/model_config.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+namespace clipscale {
+
+struct DataConfig {
+  std::string train;             // shard spec: folder, file, "dir/{00000..00009}.tar", joined by ::
+  std::string val;               // held-out shards with class labels (optional)
+  std::string classnames;        // one class per line (default: <val>/classnames.txt)
+  int64_t batch_size = 128;      // global batch
+  bool augment = true;           // RandomResizedCrop(scale 0.9-1) vs the eval transform
+
+  template <class V>
+  void Visit(V& v) {
+    v("train", train);
+    v("val", val);
+    v("classnames", classnames);
+    v("batch_size", batch_size);
+    v("augment", augment);
+  }
+};
+
+struct EvalConfig {
+  int64_t every_steps = 0;  // 0: only at the end
+  std::vector<std::string> templates = {"a photo of a {}.", "a {}.", "a drawing of a {}."};
+
+  template <class V>
+  void Visit(V& v) {
+    v("every_steps", every_steps);
+    v("templates", templates);
+  }
+};
+
+struct TrainConfig {
+  std::string model = "tiny";  // config name or YAML path
+  ModelConfig model_config;    // filled from `model`; keys under `model_overrides` change it
+  std::vector<std::string> model_overrides;  // e.g. ["vision.patch_dropout=0.5"]
+  DataConfig data;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  EvalConfig eval;
+  int64_t epochs = 10;
+  uint64_t seed = 0;
+  bool grad_checkpointing = false;
+  bool lock_image = false;     // LiT: frozen image tower, no backward through it
+  int threads = 0;             // intra-op threads; 0 = all cores
+  std::string output = "runs/demo";
+  int64_t log_every = 10;
+
+  template <class V>
+  void Visit(V& v) {
+    v("model", model);
+    v("model_overrides", model_overrides);
+    v("data", data);
+    v("optimizer", optimizer);
+    v("schedule", schedule);
+    v("eval", eval);
+    v("epochs", epochs);
+    v("seed", seed);
+    v("grad_checkpointing", grad_checkpointing);
+    v("lock_image", lock_image);
+    v("threads", threads);
+    v("output", output);
+    v("log_every", log_every);
+  }
+};
+
+// Loads the recipe, applies --set overrides, resolves the model config and
+// checks what would otherwise fail after training started.
+absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path,
+                                            const std::vector<std::string>& overrides);
+
+}  // namespace clipscale

@@ -1,0 +1,228 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/config.h"
+#include "core/file_util.h"
+#include "core/logging.h"
+#include "core/metrics.h"
+#include "core/random.h"
+#include "core/status.h"
+#include "models/weights_io.h"
+#include "train/batch.h"
+#include "train/evaluate.h"
+#include "train/metrics.h"
+
+namespace clipscale {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+absl::StatusOr<std::vector<std::string>> ReadLines(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  return lines;
+}
+
+class Trainer {
+ public:
+  explicit Trainer(const TrainConfig& config) : config_(config), model_(nullptr) {}
+
+  absl::Status Setup();
+  absl::StatusOr<TrainResult> Run();
+
+ private:
+  absl::Status LoadData();
+  void LockImageTower();
+  double Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed);
+  void LogStep(int64_t step, double loss, double lr, double seconds);
+  std::map<std::string, double> RunEval(int64_t step);
+  void LogDataStats(int64_t step);
+
+  const TrainConfig& config_;
+  ClipModel model_;
+  std::optional<ClipTokenizer> tokenizer_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<MetricsLogger> metrics_;
+  DataStats stats_;
+  std::vector<Example> train_, val_;
+  EvalOptions eval_options_;
+  int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  double window_loss_ = 0;
+  int64_t window_steps_ = 0;
+  bool tty_ = false;
+};
+
+absl::Status Trainer::LoadData() {
+  ASSIGN_OR_RETURN(train_, LoadExamples(config_.data.train, &stats_));
+  if (config_.data.batch_size > static_cast<int64_t>(train_.size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.batch_size: ", config_.data.batch_size, " is larger than the ",
+                     train_.size(), " usable training samples in ", config_.data.train));
+  }
+  steps_per_epoch_ = static_cast<int64_t>(train_.size()) / config_.data.batch_size;
+  total_steps_ = steps_per_epoch_ * config_.epochs;
+  if (!config_.data.val.empty()) {
+    DataStats val_stats;
+    ASSIGN_OR_RETURN(val_, LoadExamples(config_.data.val, &val_stats));
+    std::string classnames = config_.data.classnames;
+    if (classnames.empty() && std::filesystem::is_directory(config_.data.val)) {
+      classnames = (std::filesystem::path(config_.data.val) / "classnames.txt").string();
+    }
+    if (!classnames.empty() && std::filesystem::exists(classnames)) {
+      ASSIGN_OR_RETURN(eval_options_.classnames, ReadLines(classnames));
+    }
+    eval_options_.templates = config_.eval.templates;
+  }
+  return absl::OkStatus();
+}
+
+void Trainer::LockImageTower() {
+  // LiT: the image tower is frozen (and left out of the optimizer), and its
+  // forward runs without building a graph.
+  for (auto& p : model_->visual().parameters()) p.set_requires_grad(false);
+}
+
+absl::Status Trainer::Setup() {
+  torch::manual_seed(config_.seed);
+  if (config_.threads > 0) torch::set_num_threads(config_.threads);
+  ASSIGN_OR_RETURN(tokenizer_, ClipTokenizer::LoadDefault());
+  RETURN_IF_ERROR(LoadData());
+  RETURN_IF_ERROR(Annotate(ValidateSchedule(config_.schedule, total_steps_),
+                           absl::StrCat("with ", total_steps_, " steps in total")));
+  model_ = ClipModel(config_.model_config);
+  model_->SetGradCheckpointing(config_.grad_checkpointing);
+  if (config_.lock_image) LockImageTower();
+  optimizer_ = MakeAdamW(*model_, config_.optimizer);
+  std::filesystem::create_directories(config_.output);
+  RETURN_IF_ERROR(WriteFileAtomically(config_.output + "/config.yaml", ConfigToYaml(config_)));
+  RETURN_IF_ERROR(
+      WriteFileAtomically(config_.output + "/model.yaml", ConfigToYaml(config_.model_config)));
+  ASSIGN_OR_RETURN(metrics_, OpenMetricsLogger(config_.output));
+  tty_ = IsTerminal(stderr);
+  LogInfo("training ", config_.model, " on ", train_.size(), " samples: ", total_steps_,
+          " steps of batch ", config_.data.batch_size, "; output in ", config_.output);
+  return absl::OkStatus();
+}
+
+double Trainer::Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed) {
+  const ModelConfig& mc = config_.model_config;
+  Batch batch = MakeBatch(train_, indices, mc.vision.image_size, *tokenizer_,
+                          mc.text.context_length, config_.data.augment ? &augment_seed : nullptr);
+  const double lr = LearningRate(config_.schedule, step, total_steps_);
+  SetLearningRate(*optimizer_, lr);
+  optimizer_->zero_grad();
+  torch::Tensor image_features;
+  if (config_.lock_image) {
+    torch::NoGradGuard no_grad;
+    image_features = model_->EncodeImage(batch.images, true);
+  } else {
+    image_features = model_->EncodeImage(batch.images, true);
+  }
+  torch::Tensor text_features = model_->EncodeText(batch.tokens, true);
+  torch::Tensor loss = ClipLoss(image_features, text_features, model_->logit_scale().exp());
+  loss.backward();
+  if (config_.optimizer.grad_clip_norm > 0) {
+    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optimizer.grad_clip_norm);
+  }
+  optimizer_->step();
+  {
+    // OpenCLIP clamps the log temperature after every step: scale <= 100.
+    torch::NoGradGuard no_grad;
+    model_->logit_scale().clamp_(0, std::log(100.0));
+  }
+  return loss.item<double>();
+}
+
+void Trainer::LogStep(int64_t step, double loss, double lr, double seconds) {
+  const double samples_per_second = config_.data.batch_size / std::max(seconds, 1e-9);
+  metrics_->Scalar("train/loss", loss, step);
+  metrics_->Scalar("train/lr", lr, step);
+  metrics_->Scalar("train/logit_scale", model_->logit_scale().exp().item<double>(), step);
+  metrics_->Scalar("train/samples_per_second", samples_per_second, step);
+  if (tty_) {
+    const double eta = (total_steps_ - step - 1) * seconds;
+    std::fprintf(stderr, "\r%s ",
+                 FormatProgress(step + 1, total_steps_, loss, samples_per_second, eta).c_str());
+    std::fflush(stderr);
+  }
+}
+
+void Trainer::LogDataStats(int64_t step) {
+  metrics_->Scalar("data/samples", static_cast<double>(stats_.samples), step);
+  metrics_->Scalar("data/bad_shards", static_cast<double>(stats_.bad_shards), step);
+  metrics_->Scalar("data/bad_images", static_cast<double>(stats_.bad_images), step);
+  metrics_->Scalar("data/bad_captions", static_cast<double>(stats_.bad_captions), step);
+  metrics_->Scalar("data/missing_fields", static_cast<double>(stats_.missing_fields), step);
+}
+
+std::map<std::string, double> Trainer::RunEval(int64_t step) {
+  if (val_.empty()) return {};
+  std::map<std::string, double> result = Evaluate(model_, *tokenizer_, val_, eval_options_);
+  for (const auto& [name, value] : result) metrics_->Scalar("eval/" + name, value, step);
+  return result;
+}
+
+absl::StatusOr<TrainResult> Trainer::Run() {
+  TrainResult result;
+  LogDataStats(0);
+  const auto start = Clock::now();
+  int64_t step = 0;
+  for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
+    const std::vector<int64_t> order =
+        Permutation(static_cast<int64_t>(train_.size()), MixSeed(config_.seed, epoch));
+    for (int64_t b = 0; b < steps_per_epoch_; ++b, ++step) {
+      const auto step_start = Clock::now();
+      std::vector<int64_t> indices(order.begin() + b * config_.data.batch_size,
+                                   order.begin() + (b + 1) * config_.data.batch_size);
+      const double loss = Step(step, indices, MixSeed(config_.seed, epoch, b + 1));
+      LogStep(step, loss, LearningRate(config_.schedule, step, total_steps_), Seconds(step_start));
+      window_loss_ += loss;
+      if (++window_steps_ == config_.log_every || step + 1 == total_steps_) {
+        if (result.first_loss == 0) result.first_loss = window_loss_ / window_steps_;
+        result.last_loss = window_loss_ / window_steps_;
+        if (!tty_) LogInfo("step ", step + 1, "/", total_steps_, " loss ", result.last_loss);
+        window_loss_ = 0;
+        window_steps_ = 0;
+        RETURN_IF_ERROR(metrics_->Flush());
+      }
+      if (config_.eval.every_steps > 0 && (step + 1) % config_.eval.every_steps == 0 &&
+          step + 1 < total_steps_) {
+        RunEval(step + 1);
+      }
+    }
+  }
+  if (tty_) std::fprintf(stderr, "\n");
+  result.steps = step;
+  result.samples_per_second = step * config_.data.batch_size / std::max(Seconds(start), 1e-9);
+  result.eval = RunEval(step);
+  result.weights_path = config_.output + "/model.safetensors";
+  RETURN_IF_ERROR(SaveWeights(*model_, result.weights_path));
+  RETURN_IF_ERROR(metrics_->Flush());
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainResult> Train(const TrainConfig& config) {
+  Trainer trainer(config);
+  RETURN_IF_ERROR(trainer.Setup());
+  return trainer.Run();
+}
+
+}  // namespace clipscale
