@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -9,6 +10,9 @@
 namespace clipscale {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// The file's lines without their newlines, empty lines dropped.
+absl::StatusOr<std::vector<std::string>> ReadNonEmptyLines(const std::string& path);
 
 // Writes `<path>.tmp.<pid>`, fsyncs it, renames it over `path` and fsyncs the
 // folder, so a crash leaves either the old file or the new one, never half.

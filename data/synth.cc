@@ -32,10 +32,6 @@ const std::vector<Rgb>& BackgroundValues() {
   return values;
 }
 
-using Rng = SplitMix64;
-
-uint64_t Mix(uint64_t a, uint64_t b, uint64_t c) { return MixSeed(a, b, c); }
-
 // Vertices of a regular polygon (or star) around the object, in pixels.
 std::vector<std::pair<double, double>> Outline(int shape, const SceneObject& o, int size) {
   std::vector<std::pair<double, double>> points;
@@ -114,7 +110,7 @@ absl::Status WriteSplit(const SynthOptions& o, const std::string& name, uint64_t
       const Scene scene = RandomScene(o.seed, split, index);
       const std::string key = absl::StrFormat("%09d", shard * key_base + i);
       ASSIGN_OR_RETURN(std::string jpeg,
-                       EncodeJpeg(RenderScene(scene, o.image_size, Mix(o.seed, split, ~index)),
+                       EncodeJpeg(RenderScene(scene, o.image_size, MixSeed(o.seed, split, ~index)),
                                   o.jpeg_quality));
       const std::string caption = SceneCaption(scene);
       // Members in sorted-extension order, as webdataset's TarWriter writes them.
@@ -160,7 +156,7 @@ int SceneClass(const Scene& scene) {
 }
 
 Scene RandomScene(uint64_t seed, uint64_t split, uint64_t index) {
-  Rng rng(Mix(seed, split, index));
+  SplitMix64 rng(MixSeed(seed, split, index));
   Scene scene;
   scene.shape = static_cast<int>(rng.Below(static_cast<int>(SynthShapes().size())));
   scene.colour = static_cast<int>(rng.Below(static_cast<int>(SynthColours().size())));
@@ -188,7 +184,7 @@ Image RenderScene(const Scene& scene, int size, uint64_t texture_seed) {
   const Rgb fg = ColourValues()[scene.colour];
   std::vector<std::vector<std::pair<double, double>>> outlines;
   for (const auto& o : scene.objects) outlines.push_back(Outline(scene.shape, o, size));
-  Rng noise(texture_seed);
+  SplitMix64 noise(texture_seed);
   for (int y = 0; y < size; ++y) {
     for (int x = 0; x < size; ++x) {
       int covered = 0;

@@ -1,9 +1,9 @@
 // `clipscale train` and `clipscale eval`.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/str_format.h"
+#include "core/file_util.h"
 #include "core/status.h"
 #include "data/examples.h"
 #include "launcher/commands.h"
@@ -75,10 +75,7 @@ absl::Status RunEvalCommand(EvalCommandOptions o) {
     classnames = (std::filesystem::path(o.data) / "classnames.txt").string();
   }
   if (std::filesystem::exists(classnames)) {
-    std::ifstream in(classnames);
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) options.classnames.push_back(line);
-    }
+    ASSIGN_OR_RETURN(options.classnames, ReadNonEmptyLines(classnames));
   }
   std::printf("%zu samples (%lld skipped)\n", examples.size(),
               static_cast<long long>(stats.bad_images + stats.bad_captions + stats.missing_fields));

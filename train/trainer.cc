@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include <torch/torch.h>
 
@@ -27,16 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-absl::StatusOr<std::vector<std::string>> ReadLines(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  return lines;
 }
 
 class Trainer {
@@ -85,7 +74,7 @@ absl::Status Trainer::LoadData() {
       classnames = (std::filesystem::path(config_.data.val) / "classnames.txt").string();
     }
     if (!classnames.empty() && std::filesystem::exists(classnames)) {
-      ASSIGN_OR_RETURN(eval_options_.classnames, ReadLines(classnames));
+      ASSIGN_OR_RETURN(eval_options_.classnames, ReadNonEmptyLines(classnames));
     }
     eval_options_.templates = config_.eval.templates;
   }
