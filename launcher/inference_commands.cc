@@ -63,6 +63,7 @@ absl::Status RunEmbed(EmbedOptions o) {
     if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", o.text_file));
     for (std::string line; std::getline(in, line);) o.texts.push_back(line);
   }
+  if (o.batch_size < 1) return absl::InvalidArgumentError("--batch-size must be at least 1");
   if (o.images.empty() == o.texts.empty()) {
     return absl::InvalidArgumentError("give either --image (images) or --text/--text-file (texts)");
   }

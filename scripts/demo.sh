@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
+bash scripts/build.sh clipscale
 clipscale=build/bin/clipscale
 data=${CLIPSCALE_DEMO_DATA:-demo_data}
 if [ ! -f "$data/val/classnames.txt" ]; then

@@ -1,0 +1,36 @@
+// Which rank this process is, read from the variables a launcher exports
+// before MPI is initialized (to pick a GPU, or to decide whether MPI is needed).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace clipscale {
+
+using EnvMap = std::map<std::string, std::string>;
+
+struct LaunchEnv {
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  // "openmpi", "pmi", "slurm", "torchrun", or "none" (a plain single process).
+  std::string launcher = "none";
+};
+
+// Reads rank, world size and local rank from the first launcher whose variables
+// are present, in this order: Open MPI (OMPI_COMM_WORLD_*), PMI (PMI_RANK /
+// PMI_SIZE, local rank from MPI_LOCALRANKID or SLURM_LOCALID), Slurm (SLURM_PROCID / SLURM_NTASKS
+// / SLURM_LOCALID), torchrun (RANK / WORLD_SIZE / LOCAL_RANK). The MPI launchers
+// come first because mpirun inside a Slurm allocation inherits the allocation's
+// SLURM_* variables, which then describe the batch step rather than this rank.
+// A missing local rank defaults to 0 when world_size is 1 and is an error otherwise.
+// Returns InvalidArgument, naming the variable, for non-integers, a rank set
+// without its size, or values out of range.
+absl::StatusOr<LaunchEnv> ParseLaunchEnv(const EnvMap& env);
+
+// A copy of this process's environment.
+EnvMap ProcessEnvironment();
+
+}  // namespace clipscale

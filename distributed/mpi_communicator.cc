@@ -1,0 +1,114 @@
+#include "distributed/mpi_communicator.h"
+
+#include <climits>
+#include <vector>
+
+#include "core/status.h"
+#include "distributed/mpi_util.h"
+
+namespace clipscale {
+namespace {
+
+MPI_Datatype MpiType(const torch::Tensor& t, int rank) {
+  switch (t.scalar_type()) {
+    case torch::kFloat32:
+      return MPI_FLOAT;
+    case torch::kFloat64:
+      return MPI_DOUBLE;
+    case torch::kInt64:
+      return MPI_INT64_T;
+    default:
+      CS_CHECK_MSG(false, "rank ", rank, ": the MPI backend takes float32, float64 or int64, not ",
+                   std::string(c10::toString(t.scalar_type())));
+  }
+  return MPI_DATATYPE_NULL;
+}
+
+MPI_Op MpiOp(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM; }
+
+// MPI counts are ints; larger tensors would need chunking, which no caller needs.
+int CheckedCount(const torch::Tensor& t, int rank, const char* op) {
+  CS_CHECK_MSG(t.defined() && t.device().is_cpu() && t.is_contiguous(), "rank ", rank, ": ", op,
+               " needs a defined, contiguous CPU tensor");
+  CS_CHECK_MSG(t.numel() <= INT_MAX, "rank ", rank, ": ", op, " of ", t.numel(),
+               " elements exceeds MPI's int count");
+  return static_cast<int>(t.numel());
+}
+
+class MpiWork : public CommWork {
+ public:
+  MpiWork(MPI_Request request, torch::Tensor tensor)
+      : request_(request), tensor_(std::move(tensor)) {}
+  ~MpiWork() override { Wait(); }
+  void Wait() override {
+    if (request_ == MPI_REQUEST_NULL) return;
+    CheckMpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait(MPI_Iallreduce)", MPI_COMM_WORLD);
+  }
+
+ private:
+  MPI_Request request_;
+  torch::Tensor tensor_;  // keeps the buffer alive while MPI writes to it
+};
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm parent) : comm_(DupCommunicator(parent)) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  local_rank_ = LocalRankOnHost(comm_);
+}
+
+MpiCommunicator::~MpiCommunicator() { FreeCommunicator(&comm_); }
+
+torch::Tensor MpiCommunicator::AllGather(const torch::Tensor& input) {
+  int count = CheckedCount(input, rank_, "AllGather");
+  CS_CHECK_MSG(input.dim() >= 1, "rank ", rank_, ": AllGather needs a tensor with a dim 0");
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape[0] *= size_;
+  torch::Tensor output = torch::empty(shape, input.options());
+  MPI_Datatype type = MpiType(input, rank_);
+  CheckMpi(MPI_Allgather(input.data_ptr(), count, type, output.data_ptr(), count, type, comm_),
+           "MPI_Allgather", comm_);
+  return output;
+}
+
+torch::Tensor MpiCommunicator::ReduceScatter(const torch::Tensor& input) {
+  int count = CheckedCount(input, rank_, "ReduceScatter");
+  CS_CHECK_MSG(input.dim() >= 1 && input.size(0) % size_ == 0, "rank ", rank_,
+               ": ReduceScatter needs dim 0 divisible by ", size_);
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape[0] /= size_;
+  torch::Tensor output = torch::empty(shape, input.options());
+  CheckMpi(MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), count / size_,
+                                    MpiType(input, rank_), MPI_SUM, comm_),
+           "MPI_Reduce_scatter_block", comm_);
+  return output;
+}
+
+void MpiCommunicator::AllReduce(torch::Tensor& tensor, ReduceOp op) {
+  int count = CheckedCount(tensor, rank_, "AllReduce");
+  CheckMpi(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), count, MpiType(tensor, rank_), MpiOp(op),
+                         comm_),
+           "MPI_Allreduce", comm_);
+}
+
+std::unique_ptr<CommWork> MpiCommunicator::AllReduceAsync(torch::Tensor& tensor, ReduceOp op) {
+  int count = CheckedCount(tensor, rank_, "AllReduceAsync");
+  MPI_Request request = MPI_REQUEST_NULL;
+  CheckMpi(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), count, MpiType(tensor, rank_), MpiOp(op),
+                          comm_, &request),
+           "MPI_Iallreduce", comm_);
+  return std::make_unique<MpiWork>(request, tensor);
+}
+
+void MpiCommunicator::Broadcast(torch::Tensor& tensor, int root) {
+  int count = CheckedCount(tensor, rank_, "Broadcast");
+  CS_CHECK_MSG(root >= 0 && root < size_, "rank ", rank_, ": Broadcast root ", root,
+               " is outside [0, ", size_, ")");
+  CheckMpi(MPI_Bcast(tensor.data_ptr(), count, MpiType(tensor, rank_), root, comm_), "MPI_Bcast",
+           comm_);
+}
+
+void MpiCommunicator::Barrier() { CheckMpi(MPI_Barrier(comm_), "MPI_Barrier", comm_); }
+
+}  // namespace clipscale

@@ -1,0 +1,25 @@
+# Communicator tests. comm_test runs under mpiexec: NP 2 and NP 4 exercise MPI
+# on CPU tensors; comm_test_gpu runs its NCCL and watchdog tests with one rank
+# (skipped, visibly, without a GPU). CLIPSCALE_EXPECTED_RANKS makes a run with
+# the wrong number of ranks fail.
+clipscale_test(comm_local_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/comm_local_test.cc
+  DEPS clipscale_distributed LABELS "unit" TORCH_PCH TIMEOUT 120)
+clipscale_test(comm_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/comm_test.cc
+  DEPS clipscale_distributed LABELS "unit;mpi" TORCH_PCH NP 2 TIMEOUT 120)
+if(CLIPSCALE_HAVE_NCCL)  # the watchdog test enqueues ATen's CUDA sleep kernel
+  target_compile_definitions(comm_test PRIVATE CLIPSCALE_TEST_NCCL=1)
+endif()
+set_property(TEST comm_test APPEND PROPERTY ENVIRONMENT CLIPSCALE_EXPECTED_RANKS=2)
+foreach(_np 4)
+  add_test(NAME comm_test_np${_np}
+    COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe
+            ${MPIEXEC_NUMPROC_FLAG} ${_np} $<TARGET_FILE:comm_test>)
+  set_tests_properties(comm_test_np${_np} PROPERTIES LABELS "unit;mpi" TIMEOUT 180
+    ENVIRONMENT "CLIPSCALE_EXPECTED_RANKS=${_np};CLIPSCALE_DATA_DIR=${CLIPSCALE_DATA_DIR}")
+endforeach()
+add_test(NAME comm_test_gpu
+  COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_NUMPROC_FLAG} 1
+          $<TARGET_FILE:comm_test> --gtest_filter=Nccl*)
+# ctest shows it as skipped, not passed, where there is no GPU.
+set_tests_properties(comm_test_gpu PROPERTIES LABELS "gpu;mpi" TIMEOUT 180
+  SKIP_REGULAR_EXPRESSION "no CUDA device")

@@ -1,0 +1,348 @@
+// The tiled losses against the naive full-matrix losses (OpenCLIP's formulas,
+// differentiated by autograd) on one rank, plus a memory bound on the tiling.
+#include "distributed/contrastive_loss.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <malloc.h>
+#include <torch/autograd.h>
+
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "distributed/local_communicator.h"
+
+namespace clipscale {
+namespace {
+
+struct Inputs {
+  at::Tensor x, y, t, b;  // leaves that require grad
+};
+
+// Row-normalised random embeddings; `duplicate` repeats pairs and single sides.
+Inputs MakeInputs(int64_t n, int64_t d, double scale, at::ScalarType dtype, bool duplicate,
+                  uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Tensor x = at::randn({n, d}, gen, at::kDouble);
+  at::Tensor y = at::randn({n, d}, gen, at::kDouble);
+  if (duplicate && n >= 6) {
+    x[5].copy_(x[1]);
+    y[5].copy_(y[1]);  // a duplicated pair
+    x[4].copy_(x[2]);  // a duplicated image with a different text
+    y[3].copy_(x[0]);  // a text equal to another row's image
+  }
+  x = x / x.norm(2, {1}, true);
+  y = y / y.norm(2, {1}, true);
+  auto leaf = [&](const at::Tensor& v) { return v.to(dtype).detach().requires_grad_(true); };
+  return {leaf(x), leaf(y), leaf(at::scalar_tensor(std::log(scale), at::kDouble)),
+          leaf(at::scalar_tensor(-10.0, at::kDouble))};
+}
+
+Inputs CloneLeaves(const Inputs& in, at::ScalarType dtype) {
+  auto leaf = [&](const at::Tensor& v) { return v.detach().to(dtype).requires_grad_(true); };
+  return {leaf(in.x), leaf(in.y), leaf(in.t), leaf(in.b)};
+}
+
+// OpenCLIP ClipLoss with world_size 1: (CE(S) + CE(Sᵀ)) / 2.
+at::Tensor NaiveClip(const Inputs& in) {
+  const at::Tensor s = in.t.exp().to(in.x.scalar_type()) * at::mm(in.x, in.y.t());
+  const at::Tensor labels = at::arange(s.size(0), at::kLong);
+  return (at::cross_entropy_loss(s, labels) + at::cross_entropy_loss(s.t(), labels)) / 2;
+}
+
+// OpenCLIP SigLipLoss with world_size 1.
+at::Tensor NaiveSigLip(const Inputs& in) {
+  const at::ScalarType dt = in.x.scalar_type();
+  const at::Tensor l = in.t.exp().to(dt) * at::mm(in.x, in.y.t()) + in.b.to(dt);
+  const at::Tensor z = 2 * at::eye(l.size(0), l.options()) - 1;
+  return -at::log_sigmoid(z * l).sum() / l.size(0);
+}
+
+// Relative to the largest reference entry, or to `floor` where the reference
+// vanishes (N = 1: the only logit is the positive, CLIP's loss and gradients are 0).
+double MaxRelDiff(const at::Tensor& a, const at::Tensor& ref, double floor) {
+  const at::Tensor r = ref.to(at::kDouble);
+  const double denom = std::max(r.abs().max().item<double>(), floor);
+  return (a.to(at::kDouble) - r).abs().max().item<double>() / denom;
+}
+
+// Runs `loss` forward and backward; returns {loss, gx, gy, gt, gb}.
+template <class F>
+std::vector<at::Tensor> LossAndGrads(const Inputs& in, F&& loss, bool with_bias) {
+  at::Tensor value = loss(in);
+  std::vector<at::Tensor> wrt = {in.x, in.y, in.t};
+  if (with_bias) wrt.push_back(in.b);
+  std::vector<at::Tensor> grads = torch::autograd::grad({value}, wrt);
+  grads.insert(grads.begin(), value.detach());
+  return grads;
+}
+
+enum class Kind { kClip, kSigLip };
+
+struct Case {
+  Kind kind;
+  at::ScalarType dtype;
+  int64_t n, d, tile;
+  double scale;
+  bool duplicate;
+};
+
+std::vector<at::Tensor> RunTiled(const Case& c, const Inputs& in) {
+  LocalCommunicator comm;
+  if (c.kind == Kind::kClip) {
+    return LossAndGrads(
+        in, [&](const Inputs& v) { return TiledClipLoss(v.x, v.y, v.t, &comm, c.tile); }, false);
+  }
+  return LossAndGrads(
+      in, [&](const Inputs& v) { return TiledSigLipLoss(v.x, v.y, v.t, v.b, &comm, c.tile); },
+      true);
+}
+
+std::vector<at::Tensor> RunNaive(const Case& c, const Inputs& in) {
+  if (c.kind == Kind::kClip) return LossAndGrads(in, NaiveClip, false);
+  return LossAndGrads(in, NaiveSigLip, true);
+}
+
+class ContrastiveLossTest : public ::testing::TestWithParam<Case> {};
+
+// fp64: both sides sum the same terms in different orders, so they agree to a
+// few hundred ulps of the largest term; 1e-10 relative leaves ample margin.
+// fp32: the reference is the fp64 loss of the same (fp32-rounded) inputs, and
+// the fp32 naive loss is held to the same bound, so the tiled loss is shown to
+// be as accurate as the full-matrix one. A logit carries an fp32 rounding error
+// of about s·ε·√d (ε = 6e-8, d = 32), and exp(S − LSE) turns it into a relative
+// error of the softmax weights, so errors relative to the gradient scale grow
+// with s: ~6e-7 at s = 14 and ~2e-6 at s = 100 for both implementations here.
+// 5e-6·max(1, s/10) keeps a 10× margin over that and is still ~100× below any
+// real mistake (a missing term or a wrong tile edge moves values by ≥ 1/N).
+TEST_P(ContrastiveLossTest, MatchesFullMatrixLossAndGradients) {
+  const Case& c = GetParam();
+  const Inputs in = MakeInputs(c.n, c.d, c.scale, c.dtype, c.duplicate, 1000 + c.n + c.tile);
+  const std::vector<at::Tensor> tiled = RunTiled(c, CloneLeaves(in, c.dtype));
+  const std::vector<at::Tensor> exact = RunNaive(c, CloneLeaves(in, at::kDouble));
+  const double tol = c.dtype == at::kDouble ? 1e-10 : 5e-6 * std::max(1.0, c.scale / 10);
+  std::vector<at::Tensor> naive_same_dtype;
+  if (c.dtype != at::kDouble) naive_same_dtype = RunNaive(c, CloneLeaves(in, c.dtype));
+  const char* names[] = {"loss", "d image", "d text", "d logit_scale", "d logit_bias"};
+  for (size_t k = 0; k < exact.size(); ++k) {
+    const double floor = k == 0 ? 1.0 : c.scale / c.n;  // natural scales of L and ∂L
+    ASSERT_TRUE(tiled[k].isfinite().all().item<bool>()) << names[k];
+    EXPECT_EQ(tiled[k].sizes(), exact[k].sizes()) << names[k];
+    // Every leaf here has the case's dtype, and so has each gradient and the loss.
+    EXPECT_EQ(tiled[k].scalar_type(), c.dtype) << names[k];
+    EXPECT_LE(MaxRelDiff(tiled[k], exact[k], floor), tol) << names[k];
+    if (!naive_same_dtype.empty()) {
+      EXPECT_LE(MaxRelDiff(naive_same_dtype[k], exact[k], floor), tol) << names[k] << " (naive)";
+    }
+  }
+}
+
+std::vector<Case> AllCases() {
+  std::vector<Case> cases;
+  for (Kind kind : {Kind::kClip, Kind::kSigLip}) {
+    for (at::ScalarType dtype : {at::kDouble, at::kFloat}) {
+      // Tiles of 1, tiles that do not divide N, one tile, a tile larger than N.
+      for (auto [n, tile] : {std::pair<int64_t, int64_t>{1, 4},
+                             {7, 1},
+                             {7, 3},
+                             {64, 16},
+                             {100, 32},
+                             {100, 100},
+                             {100, 256},
+                             {257, 64}}) {
+        cases.push_back({kind, dtype, n, 32, tile, 1 / 0.07, false});
+      }
+      cases.push_back({kind, dtype, 100, 32, 24, 100.0, false});
+      cases.push_back({kind, dtype, 100, 32, 24, 100.0, true});
+      cases.push_back({kind, dtype, 33, 8, 5, 1.0, true});
+    }
+  }
+  return cases;
+}
+
+std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  const Case& c = info.param;
+  return std::string(c.kind == Kind::kClip ? "Clip" : "SigLip") +
+         (c.dtype == at::kDouble ? "F64" : "F32") + "_N" + std::to_string(c.n) + "_T" +
+         std::to_string(c.tile) + "_S" + std::to_string(int(c.scale)) + (c.duplicate ? "_Dup" : "");
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiles, ContrastiveLossTest, ::testing::ValuesIn(AllCases()), CaseName);
+
+// Linux keeps the peak RSS (VmHWM) per process; writing 5 to clear_refs resets
+// it to the current RSS, so one test can measure its own peak in any order.
+void ResetPeakRss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";
+  clear.close();
+  ASSERT_TRUE(clear.good()) << "cannot reset the peak RSS via /proc/self/clear_refs";
+}
+
+int64_t ProcStatusBytes(const std::string& key) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1)) * 1024;
+  }
+  ADD_FAILURE() << key << " missing from /proc/self/status";
+  return 0;
+}
+
+// Peak RSS growth while running `f`.
+template <class F>
+int64_t PeakGrowth(F&& f) {
+  // Free heap kept by malloc would let `f` reuse it unseen; give it back first.
+  malloc_trim(0);
+  ResetPeakRss();
+  const int64_t base = ProcStatusBytes("VmRSS");
+  f();
+  return ProcStatusBytes("VmHWM") - base;
+}
+
+// N = 8192 in fp32: one N×N logit matrix is 256 MiB, and the naive loss with
+// autograd holds several. Tiled, the forward and backward need the gathered
+// texts, three N×d gradient/scaled buffers (2 MiB each) and a few 1 MiB tiles;
+// the bound of N²·4/8 = 32 MiB fails for anything that holds even an eighth of
+// a logit matrix. The probe itself is checked on a real N×N allocation.
+TEST(ContrastiveLossMemoryTest, ForwardAndBackwardStayFarBelowOneLogitMatrix) {
+  constexpr int64_t kN = 8192, kD = 64, kTile = 512;
+  constexpr int64_t kLogitBytes = kN * kN * 4;
+  LocalCommunicator comm;
+  for (Kind kind : {Kind::kClip, Kind::kSigLip}) {
+    const Case c{kind, at::kFloat, kN, kD, kTile, 100.0, false};
+    const Inputs warm = MakeInputs(64, kD, c.scale, at::kFloat, false, 1);
+    RunTiled(Case{kind, at::kFloat, 64, kD, 16, 100.0, false}, warm);  // thread pools etc.
+    const Inputs in = MakeInputs(kN, kD, c.scale, at::kFloat, false, 2);
+    std::vector<at::Tensor> out;
+    const int64_t growth = PeakGrowth([&] { out = RunTiled(c, in); });
+    EXPECT_LT(growth, kLogitBytes / 8) << (kind == Kind::kClip ? "CLIP" : "SigLIP");
+    for (const at::Tensor& v : out) EXPECT_TRUE(v.isfinite().all().item<bool>());
+    std::printf(
+        "%s N=%lld d=%lld tile=%lld: peak RSS growth %.1f MiB (one logit matrix: %lld MiB)\n",
+        kind == Kind::kClip ? "CLIP" : "SigLIP", static_cast<long long>(kN),
+        static_cast<long long>(kD), static_cast<long long>(kTile), growth / 1048576.0,
+        static_cast<long long>(kLogitBytes >> 20));
+  }
+  const int64_t control = PeakGrowth([&] { at::ones({kN, kN}, at::kFloat); });
+  EXPECT_GE(control, kLogitBytes * 9 / 10) << "the RSS probe does not see an N×N allocation";
+}
+
+// W ranks as W threads of this process, so the cross-rank algebra (column LSE
+// merge, reduce-scatter of text gradients, the SUM convention for the scalars)
+// is tested without MPI. Each collective publishes into a slot, meets at a
+// barrier, reads every slot, and meets again before slots may be reused.
+class ThreadGroup {
+ public:
+  explicit ThreadGroup(int size) : slots_(size), barrier_(size) {}
+  int size() const { return static_cast<int>(slots_.size()); }
+  std::vector<at::Tensor> Exchange(int rank, at::Tensor value) {
+    slots_[rank] = std::move(value);
+    barrier_.arrive_and_wait();
+    std::vector<at::Tensor> all(slots_.begin(), slots_.end());
+    barrier_.arrive_and_wait();
+    return all;
+  }
+  void Wait() { barrier_.arrive_and_wait(); }
+
+ private:
+  std::vector<at::Tensor> slots_;
+  std::barrier<> barrier_;
+};
+
+class ThreadCommunicator : public Communicator {
+ public:
+  ThreadCommunicator(ThreadGroup* group, int rank) : group_(group), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return group_->size(); }
+  int local_rank() const override { return rank_; }
+  std::string backend() const override { return "threads"; }
+  torch::Tensor AllGather(const torch::Tensor& input) override {
+    return at::cat(group_->Exchange(rank_, input.clone()), 0);
+  }
+  torch::Tensor ReduceScatter(const torch::Tensor& input) override {
+    at::Tensor sum = at::stack(group_->Exchange(rank_, input.clone()), 0).sum(0);
+    return sum.chunk(size(), 0)[rank_].clone();
+  }
+  void AllReduce(torch::Tensor& tensor, ReduceOp op) override {
+    at::Tensor all = at::stack(group_->Exchange(rank_, tensor.clone()), 0);
+    tensor.copy_(op == ReduceOp::kSum ? all.sum(0) : std::get<0>(all.max(0)));
+  }
+  std::unique_ptr<CommWork> AllReduceAsync(torch::Tensor& tensor, ReduceOp op) override {
+    AllReduce(tensor, op);
+    return nullptr;  // not used by the losses
+  }
+  void Broadcast(torch::Tensor& tensor, int root) override {
+    tensor.copy_(group_->Exchange(rank_, tensor.clone())[root]);
+  }
+  void Barrier() override { group_->Wait(); }
+
+ private:
+  ThreadGroup* group_;
+  int rank_;
+};
+
+// Every rank returns the global loss; image/text gradients are the rows of the
+// one-process gradients; the scalar gradients sum to them over ranks. fp64 and
+// the 1e-10 bound argued above; n = 5 with tiles of 2 and 4 cross rank edges.
+TEST(ContrastiveLossMultiRankTest, ThreeRanksMatchOneProcessOverTheGlobalBatch) {
+  constexpr int kW = 3;
+  constexpr int64_t kLocal = 5, kD = 8;
+  for (Kind kind : {Kind::kClip, Kind::kSigLip}) {
+    for (int64_t tile : {2, 4}) {
+      const Case c{kind, at::kDouble, kW * kLocal, kD, tile, 100.0, true};
+      const Inputs in = MakeInputs(c.n, kD, c.scale, at::kDouble, true, 7 + tile);
+      const std::vector<at::Tensor> exact = RunNaive(c, CloneLeaves(in, at::kDouble));
+      ThreadGroup group(kW);
+      std::vector<std::vector<at::Tensor>> per_rank(kW);
+      std::vector<std::thread> threads;
+      for (int r = 0; r < kW; ++r) {
+        threads.emplace_back([&, r] {
+          ThreadCommunicator comm(&group, r);
+          Inputs mine = CloneLeaves(in, at::kDouble);
+          auto rows = [&](const at::Tensor& v) {
+            return v.detach().slice(0, r * kLocal, (r + 1) * kLocal).clone().requires_grad_(true);
+          };
+          mine.x = rows(in.x);
+          mine.y = rows(in.y);
+          if (kind == Kind::kClip) {
+            per_rank[r] = LossAndGrads(
+                mine, [&](const Inputs& v) { return TiledClipLoss(v.x, v.y, v.t, &comm, tile); },
+                false);
+          } else {
+            per_rank[r] = LossAndGrads(
+                mine,
+                [&](const Inputs& v) { return TiledSigLipLoss(v.x, v.y, v.t, v.b, &comm, tile); },
+                true);
+          }
+        });
+      }
+      for (std::thread& t : threads) t.join();
+      const std::string what =
+          std::string(kind == Kind::kClip ? "CLIP" : "SigLIP") + " tile " + std::to_string(tile);
+      std::vector<at::Tensor> summed(exact.size());
+      for (int r = 0; r < kW; ++r) {
+        EXPECT_LE(MaxRelDiff(per_rank[r][0], exact[0], 1.0), 1e-10) << what << " loss, rank " << r;
+        for (int k : {1, 2}) {
+          EXPECT_LE(MaxRelDiff(per_rank[r][k], exact[k].slice(0, r * kLocal, (r + 1) * kLocal),
+                               c.scale / c.n),
+                    1e-10)
+              << what << " rows of grad " << k << ", rank " << r;
+        }
+        for (size_t k = 3; k < exact.size(); ++k) {
+          summed[k] = r == 0 ? per_rank[r][k].clone() : summed[k] + per_rank[r][k];
+        }
+      }
+      for (size_t k = 3; k < exact.size(); ++k) {
+        EXPECT_LE(MaxRelDiff(summed[k], exact[k], c.scale / c.n), 1e-10) << what << " grad " << k;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace clipscale
