@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -41,36 +42,44 @@ absl::StatusOr<std::vector<std::string>> ReadNonEmptyLines(const std::string& pa
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {
+  return WriteFileAtomically(path, std::vector<ByteSpan>{{content.data(), content.size()}});
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::vector<ByteSpan>& pieces) {
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("cannot create", tmp);
-  size_t written = 0;
-  while (written < content.size()) {
-    ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      auto status = ErrnoError("cannot write", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return status;
+  absl::Status status;
+  for (const ByteSpan& piece : pieces) {
+    const char* p = static_cast<const char*>(piece.data);
+    size_t left = piece.size;
+    while (status.ok() && left > 0) {
+      const ssize_t n = ::write(fd, p, std::min<size_t>(left, size_t{1} << 30));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) status = ErrnoError("cannot write", tmp);
+      if (n > 0) {
+        p += n;
+        left -= static_cast<size_t>(n);
+      }
     }
-    written += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if (status.ok() && ::fsync(fd) != 0) status = ErrnoError("cannot flush", tmp);
+  if (::close(fd) != 0 && status.ok()) status = ErrnoError("cannot close", tmp);
+  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    status = ErrnoError("cannot rename onto", path);
+  }
+  if (!status.ok()) {
     ::unlink(tmp.c_str());
-    return ErrnoError("cannot flush", tmp);
+    return status;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return ErrnoError("cannot rename onto", path);
-  }
+  // Makes the rename durable: the new directory entry survives a crash.
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return ErrnoError("cannot open folder", dir);
+  const int rc = ::fsync(dfd);
+  ::close(dfd);
+  if (rc != 0) return ErrnoError("cannot flush folder", dir);
   return absl::OkStatus();
 }
 

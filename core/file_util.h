@@ -18,4 +18,12 @@ absl::StatusOr<std::vector<std::string>> ReadNonEmptyLines(const std::string& pa
 // folder, so a crash leaves either the old file or the new one, never half.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content);
 
+// The same for content in pieces (a header and tensor buffers, say), written
+// in order without joining them first.
+struct ByteSpan {
+  const void* data;
+  size_t size;
+};
+absl::Status WriteFileAtomically(const std::string& path, const std::vector<ByteSpan>& pieces);
+
 }  // namespace clipscale

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/file_util.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
 
@@ -283,52 +284,6 @@ absl::Status CheckRecords(const std::vector<TensorRecord>& tensors, const std::s
   return absl::OkStatus();
 }
 
-absl::Status WriteAll(int fd, const void* data, size_t size, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, std::min<size_t>(size, size_t{1} << 30));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::InternalError(absl::StrCat(path, ": write failed: ", ErrnoText()));
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status WriteFile(const std::string& tmp, const std::string& header,
-                       const std::vector<const TensorRecord*>& order) {
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat(tmp, ": cannot create: ", ErrnoText()));
-  uint8_t length[8];
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(uint64_t{header.size()} >> (8 * i));
-  absl::Status status = WriteAll(fd, length, sizeof(length), tmp);
-  if (status.ok()) status = WriteAll(fd, header.data(), header.size(), tmp);
-  for (size_t i = 0; status.ok() && i < order.size(); ++i) {
-    status = WriteAll(fd, order[i]->data, order[i]->nbytes, tmp);
-  }
-  if (status.ok() && ::fsync(fd) != 0) {
-    status = absl::InternalError(absl::StrCat(tmp, ": fsync failed: ", ErrnoText()));
-  }
-  if (::close(fd) != 0 && status.ok()) {
-    status = absl::InternalError(absl::StrCat(tmp, ": close failed: ", ErrnoText()));
-  }
-  return status;
-}
-
-// Makes the rename durable: the new directory entry survives a crash.
-absl::Status SyncDirectory(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "."
-                          : slash == 0               ? "/"
-                                                     : path.substr(0, slash);
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return absl::InternalError(absl::StrCat(dir, ": cannot open: ", ErrnoText()));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat(dir, ": fsync failed: ", ErrnoText()));
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorRecord>& tensors,
@@ -348,16 +303,11 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorR
   } catch (const nlohmann::json::exception& e) {  // names or metadata that are not UTF-8
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot write header: ", e.what()));
   }
-  const std::string tmp = path + ".tmp";
-  absl::Status status = WriteFile(tmp, header, order);
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = absl::InternalError(absl::StrCat(path, ": rename from .tmp failed: ", ErrnoText()));
-  }
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return status;
-  }
-  return SyncDirectory(path);
+  uint8_t length[8];
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(uint64_t{header.size()} >> (8 * i));
+  std::vector<ByteSpan> pieces = {{length, sizeof(length)}, {header.data(), header.size()}};
+  for (const TensorRecord* record : order) pieces.push_back({record->data, record->nbytes});
+  return WriteFileAtomically(path, pieces);
 }
 
 }  // namespace clipscale

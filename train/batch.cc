@@ -5,6 +5,7 @@
 #include "core/random.h"
 #include "data/augment.h"
 #include "data/transforms.h"
+#include "train/zeroshot.h"
 
 namespace clipscale {
 
@@ -30,9 +31,7 @@ Batch MakeBatch(const std::vector<Example>& examples, const std::vector<int64_t>
     labels[i] = example.label;
     captions.push_back(example.caption);
   }
-  std::vector<int32_t> ids(captions.size() * context_length);
-  tokenizer.TokenizeBatch(captions, context_length, ids.data());
-  batch.tokens = torch::from_blob(ids.data(), {n, context_length}, torch::kInt32).to(torch::kInt64);
+  batch.tokens = TokenizeToTensor(tokenizer, captions, context_length);
   return batch;
 }
 

@@ -38,7 +38,9 @@ class Trainer {
  private:
   absl::Status LoadData();
   void LockImageTower();
-  double Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed);
+  // Returns the batch loss; `lr` is the learning rate the step used.
+  double Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed,
+              double* lr);
   void LogStep(int64_t step, double loss, double lr, double seconds);
   std::map<std::string, double> RunEval(int64_t step);
   void LogDataStats(int64_t step);
@@ -109,12 +111,13 @@ absl::Status Trainer::Setup() {
   return absl::OkStatus();
 }
 
-double Trainer::Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed) {
+double Trainer::Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed,
+                     double* lr) {
   const ModelConfig& mc = config_.model_config;
   Batch batch = MakeBatch(train_, indices, mc.vision.image_size, *tokenizer_,
                           mc.text.context_length, config_.data.augment ? &augment_seed : nullptr);
-  const double lr = LearningRate(config_.schedule, step, total_steps_);
-  SetLearningRate(*optimizer_, lr);
+  *lr = LearningRate(config_.schedule, step, total_steps_);
+  SetLearningRate(*optimizer_, *lr);
   optimizer_->zero_grad();
   torch::Tensor image_features;
   if (config_.lock_image) {
@@ -179,8 +182,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
       const auto step_start = Clock::now();
       std::vector<int64_t> indices(order.begin() + b * config_.data.batch_size,
                                    order.begin() + (b + 1) * config_.data.batch_size);
-      const double loss = Step(step, indices, MixSeed(config_.seed, epoch, b + 1));
-      LogStep(step, loss, LearningRate(config_.schedule, step, total_steps_), Seconds(step_start));
+      double lr = 0;
+      const double loss = Step(step, indices, MixSeed(config_.seed, epoch, b + 1), &lr);
+      LogStep(step, loss, lr, Seconds(step_start));
       window_loss_ += loss;
       if (++window_steps_ == config_.log_every || step + 1 == total_steps_) {
         if (result.first_loss == 0) result.first_loss = window_loss_ / window_steps_;
