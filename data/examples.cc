@@ -1,6 +1,9 @@
 #include "data/examples.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
+#include "core/file_util.h"
 #include "core/logging.h"
 #include "core/status.h"
 #include "nlohmann/json.hpp"
@@ -63,6 +66,17 @@ absl::StatusOr<std::vector<Example>> LoadExamples(const std::string& spec, DataS
     return absl::NotFoundError(absl::StrCat("no usable samples in ", spec));
   }
   return examples;
+}
+
+absl::StatusOr<std::vector<std::string>> LoadClassnames(const std::string& spec,
+                                                        const std::string& classnames) {
+  std::string path = classnames;
+  if (path.empty()) {
+    if (!std::filesystem::is_directory(spec)) return std::vector<std::string>();
+    path = (std::filesystem::path(spec) / "classnames.txt").string();
+    if (!std::filesystem::exists(path)) return std::vector<std::string>();
+  }
+  return ReadNonEmptyLines(path);
 }
 
 }  // namespace clipscale

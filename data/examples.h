@@ -23,4 +23,10 @@ struct Example {
 // counted in `stats` (with a warning); an error only when nothing is usable.
 absl::StatusOr<std::vector<Example>> LoadExamples(const std::string& spec, DataStats* stats);
 
+// The class names of a labelled split: `classnames` when given, else
+// <spec>/classnames.txt when `spec` is a folder holding one (as `data synth`
+// writes); an empty list when there is none. Errors only for an unreadable file.
+absl::StatusOr<std::vector<std::string>> LoadClassnames(const std::string& spec,
+                                                        const std::string& classnames);
+
 }  // namespace clipscale

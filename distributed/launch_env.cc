@@ -1,5 +1,6 @@
 #include "distributed/launch_env.h"
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 
@@ -17,14 +18,15 @@ struct LauncherVars {
   const char* size;
   const char* local_rank;
   const char* local_rank_fallback;  // srun --mpi=pmi2 sets PMI_* but not MPI_LOCALRANKID
+  const char* local_size;           // ranks on this node (absent: unknown)
 };
 
 constexpr LauncherVars kLaunchers[] = {
     {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-     nullptr},
-    {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_LOCALID"},
-    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr},
-    {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", nullptr},
+     nullptr, "OMPI_COMM_WORLD_LOCAL_SIZE"},
+    {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_LOCALID", "MPI_LOCALNRANKS"},
+    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr, "SLURM_NTASKS_PER_NODE"},
+    {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", nullptr, "LOCAL_WORLD_SIZE"},
 };
 
 // nullopt when absent; an error when present but not a whole decimal int.
@@ -67,6 +69,8 @@ absl::StatusOr<LaunchEnv> FromLauncher(const EnvMap& env, const LauncherVars& va
         absl::StrCat(vars.local_rank, " is not set; the local rank picks the GPU"));
   }
   out.local_rank = local.value_or(0);
+  ASSIGN_OR_RETURN(std::optional<int> local_size, GetInt(env, vars.local_size));
+  out.local_size = std::clamp(local_size.value_or(1), 1, out.world_size);
   if (out.local_rank < 0 || out.local_rank >= out.world_size) {
     return absl::InvalidArgumentError(absl::StrCat(vars.local_rank, "=", out.local_rank,
                                                    " is outside [0, ", out.world_size, ")"));

@@ -15,6 +15,9 @@ struct LaunchEnv {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
+  // Ranks on this node, where the launcher says (OMPI_COMM_WORLD_LOCAL_SIZE,
+  // MPI_LOCALNRANKS, SLURM_NTASKS_PER_NODE, LOCAL_WORLD_SIZE); else 1.
+  int local_size = 1;
   // "openmpi", "pmi", "slurm", "torchrun", or "none" (a plain single process).
   std::string launcher = "none";
 };

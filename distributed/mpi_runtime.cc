@@ -2,6 +2,8 @@
 
 #include <mpi.h>
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 
 namespace clipscale {
@@ -32,6 +34,11 @@ absl::StatusOr<std::unique_ptr<MpiRuntime>> MpiRuntime::Init(int* argc, char*** 
 }
 
 MpiRuntime::~MpiRuntime() { MPI_Finalize(); }
+
+void MpiRuntime::Abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; this keeps [[noreturn]] honest
+}
 
 bool MpiRuntime::Active() {
   int initialized = 0;

@@ -24,6 +24,10 @@ class MpiRuntime {
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;
 
+  // Ends every rank of the job with `code` (MPI_Abort). For a rank that failed
+  // while the others may wait in a collective: MPI_Finalize would hang there.
+  [[noreturn]] void Abort(int code);
+
   int world_rank() const { return world_rank_; }
   int world_size() const { return world_size_; }
 

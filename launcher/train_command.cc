@@ -6,6 +6,7 @@
 #include "core/file_util.h"
 #include "core/status.h"
 #include "data/examples.h"
+#include "distributed/launch_env.h"
 #include "launcher/commands.h"
 #include "launcher/model_loading.h"
 #include "train/evaluate.h"
@@ -45,6 +46,9 @@ void PrintSummary(const std::map<std::string, double>& m) {
 absl::Status RunTrain(const TrainOptions& o) {
   ASSIGN_OR_RETURN(TrainConfig config, LoadTrainConfig(o.config, o.overrides));
   ASSIGN_OR_RETURN(TrainResult result, Train(config));
+  if (result.rank != 0) return absl::OkStatus();  // rank 0 reports for the job
+  std::printf("%d rank(s), backend %s, device %s\n", result.world_size, result.backend.c_str(),
+              result.device.c_str());
   std::printf("trained %lld steps at %.1f samples/s; loss %.4f -> %.4f\n",
               static_cast<long long>(result.steps), result.samples_per_second, result.first_loss,
               result.last_loss);
@@ -70,13 +74,7 @@ absl::Status RunEvalCommand(EvalCommandOptions o) {
   ASSIGN_OR_RETURN(std::vector<Example> examples, LoadExamples(o.data, &stats));
   EvalOptions options;
   options.templates = o.templates;
-  std::string classnames = o.classnames;
-  if (classnames.empty() && std::filesystem::is_directory(o.data)) {
-    classnames = (std::filesystem::path(o.data) / "classnames.txt").string();
-  }
-  if (std::filesystem::exists(classnames)) {
-    ASSIGN_OR_RETURN(options.classnames, ReadNonEmptyLines(classnames));
-  }
+  ASSIGN_OR_RETURN(options.classnames, LoadClassnames(o.data, o.classnames));
   std::printf("%zu samples (%lld skipped)\n", examples.size(),
               static_cast<long long>(stats.bad_images + stats.bad_captions + stats.missing_fields));
   const auto metrics = Evaluate(model, tokenizer, examples, options);
@@ -87,7 +85,11 @@ absl::Status RunEvalCommand(EvalCommandOptions o) {
 
 void Report(const absl::Status& status) {
   if (status.ok()) return;
-  std::fprintf(stderr, "clipscale: error: %s\n", std::string(status.message()).c_str());
+  auto env = ParseLaunchEnv(ProcessEnvironment());
+  const std::string where =
+      env.ok() && env->world_size > 1 ? " on rank " + std::to_string(env->rank) : "";
+  std::fprintf(stderr, "clipscale: error%s: %s\n", where.c_str(),
+               std::string(status.message()).c_str());
   SetExitCode(1);
 }
 

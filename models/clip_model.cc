@@ -52,6 +52,9 @@ ClipModelImpl::ClipModelImpl(const ModelConfig& config) : config_(config) {
       register_parameter("text_projection", torch::empty({t.width, config.embed_dim}));
   // A 0-dim tensor, as OpenCLIP's torch.ones([]) * init_logit_scale.
   logit_scale_ = register_parameter("logit_scale", torch::ones({}) * config.init_logit_scale);
+  if (config.init_logit_bias) {
+    logit_bias_ = register_parameter("logit_bias", torch::ones({}) * *config.init_logit_bias);
+  }
   InitTextParameters();
 }
 

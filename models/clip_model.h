@@ -52,6 +52,9 @@ class ClipModelImpl : public torch::nn::Module {
   void SetGradCheckpointing(bool enabled);
   // The learnable log temperature (a 0-dim parameter); the trainer clamps it.
   torch::Tensor& logit_scale() { return logit_scale_; }
+  // The learnable SigLIP bias (0-dim), or an undefined tensor when the config
+  // has no init_logit_bias.
+  torch::Tensor& logit_bias() { return logit_bias_; }
 
  private:
   void InitTextParameters();
@@ -63,7 +66,7 @@ class ClipModelImpl : public torch::nn::Module {
   Transformer transformer_{nullptr};
   std::shared_ptr<torch::nn::EmbeddingImpl> token_embedding_;
   std::shared_ptr<torch::nn::LayerNormImpl> ln_final_;
-  torch::Tensor positional_embedding_, text_projection_, logit_scale_;
+  torch::Tensor positional_embedding_, text_projection_, logit_scale_, logit_bias_;
 };
 TORCH_MODULE(ClipModel);
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,8 @@ struct ModelConfig {
   int embed_dim = 512;
   bool quick_gelu = false;  // OpenAI's x*sigmoid(1.702x) instead of exact GELU
   double init_logit_scale = std::log(1.0 / 0.07);
+  // Set: the model has a learnable `logit_bias` (SigLIP; OpenCLIP's init_logit_bias).
+  std::optional<double> init_logit_bias;
   VisionConfig vision;
   TextConfig text;
 
@@ -66,6 +69,7 @@ struct ModelConfig {
     v("embed_dim", embed_dim);
     v("quick_gelu", quick_gelu);
     v("init_logit_scale", init_logit_scale);
+    v("init_logit_bias", init_logit_bias);
     v("vision", vision);
     v("text", text);
   }

@@ -7,6 +7,7 @@
 
 #include "data/examples.h"
 #include "data/tokenizer.h"
+#include "distributed/communicator.h"
 #include "models/clip_model.h"
 
 namespace clipscale {
@@ -20,8 +21,14 @@ struct EvalOptions {
 // Embeds every example (eval transform, no grad) and returns
 // zeroshot_top1/top5 (examples with labels), retrieval metrics (see
 // RetrievalMetrics) and the chance levels for comparison.
+//
+// With a communicator of W ranks (a collective: every rank calls it with the
+// same examples and options) rank r embeds only its contiguous ~1/W of the
+// examples and of the class names; the embeddings are all-gathered and every
+// rank returns the same metrics. Inputs go to the model's device.
 std::map<std::string, double> Evaluate(ClipModel& model, const ClipTokenizer& tokenizer,
                                        const std::vector<Example>& examples,
-                                       const EvalOptions& options);
+                                       const EvalOptions& options,
+                                       Communicator* comm = nullptr);
 
 }  // namespace clipscale

@@ -6,26 +6,40 @@
 
 namespace clipscale {
 
-std::map<std::string, double> ClassificationAccuracy(const torch::Tensor& logits,
-                                                      const torch::Tensor& labels) {
+torch::Tensor TopKHits(const torch::Tensor& logits, const torch::Tensor& labels) {
   const int64_t k = std::min<int64_t>(5, logits.size(1));
   torch::Tensor top = std::get<1>(logits.topk(k, 1));
-  torch::Tensor hits = top.eq(labels.view({-1, 1}));
-  return {{"top1", hits.select(1, 0).to(torch::kFloat64).mean().item<double>()},
-          {"top5", hits.any(1).to(torch::kFloat64).mean().item<double>()}};
+  torch::Tensor hits = top.eq(labels.view({-1, 1}).to(top.device()));
+  return torch::stack({hits.select(1, 0), hits.any(1)}, 1).to(torch::kFloat64);
 }
 
-std::map<std::string, double> RetrievalMetrics(const torch::Tensor& image_features,
-                                               const torch::Tensor& text_features) {
+std::map<std::string, double> ClassificationAccuracy(const torch::Tensor& logits,
+                                                      const torch::Tensor& labels) {
+  torch::Tensor mean = TopKHits(logits, labels).mean(0).to(torch::kCPU);
+  return {{"top1", mean[0].item<double>()}, {"top5", mean[1].item<double>()}};
+}
+
+torch::Tensor PartnerRanks(const torch::Tensor& queries, const torch::Tensor& candidates,
+                           int64_t offset, int64_t chunk) {
   torch::NoGradGuard no_grad;
-  torch::Tensor logits_per_image = image_features.matmul(text_features.t());
+  const int64_t m = queries.size(0);
+  std::vector<torch::Tensor> ranks{torch::empty({0}, torch::kFloat64)};
+  for (int64_t start = 0; start < m; start += chunk) {
+    const int64_t len = std::min(chunk, m - start);
+    torch::Tensor scores = queries.narrow(0, start, len).matmul(candidates.t());
+    torch::Tensor rows = torch::arange(len, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
+    torch::Tensor partner = scores.index({rows, rows + offset + start}).view({-1, 1});
+    ranks.push_back(scores.gt(partner).sum(1).to(torch::kFloat64).to(torch::kCPU));
+  }
+  return torch::cat(ranks);
+}
+
+std::map<std::string, double> RetrievalMetricsFromRanks(const torch::Tensor& image_to_text,
+                                                        const torch::Tensor& text_to_image) {
   std::map<std::string, double> out;
-  const torch::Tensor truth = torch::arange(logits_per_image.size(0)).view({-1, 1});
-  for (const auto& [name, logits] : {std::pair{"image_to_text", logits_per_image},
-                                     std::pair{"text_to_image", logits_per_image.t()}}) {
-    // Position of the true partner in each row's descending order (0-based).
-    torch::Tensor ranking = logits.argsort(1, /*descending=*/true);
-    torch::Tensor preds = (ranking == truth).to(torch::kInt64).argmax(1).to(torch::kFloat64);
+  for (const auto& [name, ranks] : {std::pair{"image_to_text", image_to_text},
+                                    std::pair{"text_to_image", text_to_image}}) {
+    const torch::Tensor preds = ranks.to(torch::kCPU).to(torch::kFloat64);
     const std::string prefix = name;
     out[prefix + "_mean_rank"] = preds.mean().item<double>() + 1;
     // numpy's median averages the two middle values; OpenCLIP floors it, then adds 1.
@@ -39,6 +53,12 @@ std::map<std::string, double> RetrievalMetrics(const torch::Tensor& image_featur
     }
   }
   return out;
+}
+
+std::map<std::string, double> RetrievalMetrics(const torch::Tensor& image_features,
+                                               const torch::Tensor& text_features) {
+  return RetrievalMetricsFromRanks(PartnerRanks(image_features, text_features, 0),
+                                   PartnerRanks(text_features, image_features, 0));
 }
 
 torch::Tensor ClipLoss(const torch::Tensor& image_features, const torch::Tensor& text_features,

@@ -8,13 +8,28 @@
 
 namespace clipscale {
 
+// [n, 2] float64: whether each row's label is the top-1 / among the top-5 of
+// `logits` [n, classes].
+torch::Tensor TopKHits(const torch::Tensor& logits, const torch::Tensor& labels);
+
 // Top-1 and top-5 accuracy (fractions) of `logits` [n, classes] against `labels` [n].
 std::map<std::string, double> ClassificationAccuracy(const torch::Tensor& logits,
                                                       const torch::Tensor& labels);
 
-// Retrieval metrics for paired embeddings (row i of both belongs together), as
-// open_clip_train's get_clip_metrics: for image_to_text and text_to_image,
-// mean_rank, median_rank (1-based) and R@1, R@5, R@10 (fractions).
+// For query rows q_i whose partner is candidate row offset+i: the 0-based rank
+// of the partner, i.e. how many candidates score strictly higher (q·c). Runs
+// in row chunks, so memory is chunk×candidates. Ties count in the query's
+// favour, where OpenCLIP's argsort breaks them arbitrarily. [m] float64.
+torch::Tensor PartnerRanks(const torch::Tensor& queries, const torch::Tensor& candidates,
+                           int64_t offset, int64_t chunk = 1024);
+
+// open_clip_train's get_clip_metrics from the partner ranks of every pair:
+// for image_to_text and text_to_image, mean_rank, median_rank (1-based) and
+// R@1, R@5, R@10 (fractions).
+std::map<std::string, double> RetrievalMetricsFromRanks(const torch::Tensor& image_to_text,
+                                                        const torch::Tensor& text_to_image);
+
+// The same for paired embeddings (row i of both belongs together).
 std::map<std::string, double> RetrievalMetrics(const torch::Tensor& image_features,
                                                const torch::Tensor& text_features);
 

@@ -16,7 +16,10 @@ struct DataConfig {
   std::string train;             // shard spec: folder, file, "dir/{00000..00009}.tar", joined by ::
   std::string val;               // held-out shards with class labels (optional)
   std::string classnames;        // one class per line (default: <val>/classnames.txt)
-  int64_t batch_size = 128;      // global batch
+  int64_t batch_size = 128;      // global batch, split evenly over the ranks
+  // Samples per encoder pass on each rank; smaller than batch_size/ranks turns
+  // on gradient caching (same gradients, activations of one micro-batch). 0: off.
+  int64_t micro_batch_size = 0;
   bool augment = true;           // RandomResizedCrop(scale 0.9-1) vs the eval transform
 
   template <class V>
@@ -25,6 +28,7 @@ struct DataConfig {
     v("val", val);
     v("classnames", classnames);
     v("batch_size", batch_size);
+    v("micro_batch_size", micro_batch_size);
     v("augment", augment);
   }
 };
@@ -40,10 +44,28 @@ struct EvalConfig {
   }
 };
 
+struct DistributedConfig {
+  std::string backend = "auto";  // auto, local, mpi, nccl (see communicator_factory.h)
+  double nccl_timeout_s = 600;   // a NCCL collective unfinished after this ends the job
+  int64_t bucket_mb = 25;        // gradient all-reduce bucket size
+  int64_t loss_tile = 1024;      // rows/columns of one logit tile of the loss
+
+  template <class V>
+  void Visit(V& v) {
+    v("backend", backend);
+    v("nccl_timeout_s", nccl_timeout_s);
+    v("bucket_mb", bucket_mb);
+    v("loss_tile", loss_tile);
+  }
+};
+
 struct TrainConfig {
   std::string model = "tiny";  // config name or YAML path
   ModelConfig model_config;    // filled from `model`; keys under `model_overrides` change it
   std::vector<std::string> model_overrides;  // e.g. ["vision.patch_dropout=0.5"]
+  // "clip" (InfoNCE) or "siglip" (sigmoid; a model without init_logit_bias gets
+  // OpenCLIP's SigLIP start: logit scale 10, bias -10).
+  std::string loss = "clip";
   DataConfig data;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
@@ -53,6 +75,10 @@ struct TrainConfig {
   bool grad_checkpointing = false;
   bool lock_image = false;     // LiT: frozen image tower, no backward through it
   int threads = 0;             // intra-op threads; 0 = all cores
+  // auto: the rank's GPU (local rank) with the nccl backend or one local rank
+  // on a CUDA machine, else the CPU. cpu, cuda: forced.
+  std::string device = "auto";
+  DistributedConfig distributed;
   std::string output = "runs/demo";
   int64_t log_every = 10;
 
@@ -60,6 +86,7 @@ struct TrainConfig {
   void Visit(V& v) {
     v("model", model);
     v("model_overrides", model_overrides);
+    v("loss", loss);
     v("data", data);
     v("optimizer", optimizer);
     v("schedule", schedule);
@@ -69,6 +96,8 @@ struct TrainConfig {
     v("grad_checkpointing", grad_checkpointing);
     v("lock_image", lock_image);
     v("threads", threads);
+    v("device", device);
+    v("distributed", distributed);
     v("output", output);
     v("log_every", log_every);
   }

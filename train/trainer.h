@@ -1,6 +1,8 @@
-// The training loop (single process; the distributed issue extends it):
-// init → data/model/optimizer → loop {batch → loss → step → schedule →
-// maybe eval} → final eval and weights.
+// The training loop, data-parallel over the ranks of the job (one rank without
+// a launcher): init → data/model/optimizer → loop {this rank's share of the
+// global batch → tiled loss over all ranks → bucketed gradient all-reduce →
+// step → schedule → maybe eval} → final eval and weights. Rank 0 alone writes
+// the output folder and logs.
 #pragma once
 
 #include <map>
@@ -18,6 +20,10 @@ struct TrainResult {
   double samples_per_second = 0;
   std::map<std::string, double> eval;  // final evaluation (empty without a val split)
   std::string weights_path;            // <output>/model.safetensors (OpenCLIP names)
+  int rank = 0;                        // this process's rank ...
+  int world_size = 1;                  // ... of this many
+  std::string backend;                 // the communicator's: local, mpi, nccl
+  std::string device;                  // where the model ran, e.g. "cpu"
 };
 
 absl::StatusOr<TrainResult> Train(const TrainConfig& config);

@@ -40,6 +40,23 @@ TEST(LaunchEnv, EachLauncher) {
             "torchrun");
 }
 
+TEST(LaunchEnv, LocalSize) {
+  auto local_size = [](EnvMap env) { return ParseOk(std::move(env)).local_size; };
+  EXPECT_EQ(local_size({{"OMPI_COMM_WORLD_RANK", "3"},
+                        {"OMPI_COMM_WORLD_SIZE", "8"},
+                        {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                        {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}}),
+            4);
+  EXPECT_EQ(local_size({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"},
+                        {"LOCAL_WORLD_SIZE", "2"}}),
+            2);
+  // Unknown: 1 (one rank's threads then take all the cores they are given).
+  EXPECT_EQ(local_size({{"SLURM_PROCID", "7"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "3"}}), 1);
+  EXPECT_FALSE(ParseLaunchEnv({{"PMI_RANK", "0"}, {"PMI_SIZE", "2"}, {"MPI_LOCALRANKID", "0"},
+                               {"MPI_LOCALNRANKS", "two"}})
+                   .ok());
+}
+
 TEST(LaunchEnv, MpiLauncherWinsOverTheSlurmAllocationItRunsIn) {
   // mpirun inside sbatch: SLURM_* describe the batch step (task 0 of 1).
   ExpectEnv(ParseOk({{"SLURM_PROCID", "0"},

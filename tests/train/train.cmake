@@ -6,3 +6,22 @@ clipscale_test(lock_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/lock_test.cc
   DEPS clipscale_train LABELS "unit" TORCH_PCH)
 clipscale_test(train_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/train_test.cc
   DEPS clipscale_train LABELS "e2e" TORCH_PCH TIMEOUT 900)
+# The data-parallel contract (loss and every gradient equal the one-process
+# full-matrix ones; replicas stay bitwise identical) with W = 1, 2 and 4 ranks.
+clipscale_test(data_parallel_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/data_parallel_test.cc
+  DEPS clipscale_train LABELS "unit;mpi" TORCH_PCH NP 1 TIMEOUT 300)
+set_property(TEST data_parallel_test APPEND PROPERTY ENVIRONMENT CLIPSCALE_EXPECTED_RANKS=1)
+foreach(_np 2 4)
+  add_test(NAME data_parallel_test_np${_np}
+    COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe
+            ${MPIEXEC_NUMPROC_FLAG} ${_np} $<TARGET_FILE:data_parallel_test>)
+  set_tests_properties(data_parallel_test_np${_np} PROPERTIES LABELS "unit;mpi" TIMEOUT 300
+    ENVIRONMENT "CLIPSCALE_EXPECTED_RANKS=${_np};CLIPSCALE_DATA_DIR=${CLIPSCALE_DATA_DIR}")
+endforeach()
+# mpirun -np W clipscale train, end to end.
+clipscale_test(train_distributed_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/train_distributed_test.cc
+  DEPS clipscale_core LABELS "e2e;mpi" TIMEOUT 900)
+target_link_libraries(train_distributed_test PRIVATE nlohmann_json::nlohmann_json)
+target_compile_definitions(train_distributed_test PRIVATE CLIPSCALE_MPIEXEC="${MPIEXEC_EXECUTABLE}")
+add_dependencies(train_distributed_test clipscale)

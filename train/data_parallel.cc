@@ -1,0 +1,298 @@
+#include "train/data_parallel.h"
+
+#include <algorithm>
+#include <optional>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/crc32c.h"
+#include "core/logging.h"
+#include "core/status.h"
+
+namespace clipscale {
+namespace {
+
+class ReadyHook : public torch::autograd::PostAccumulateGradHook {
+ public:
+  ReadyHook(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void operator()(const torch::autograd::Variable& /*tensor*/) override { fn_(); }
+
+ private:
+  std::function<void()> fn_;
+};
+
+// Generator states to replay an encoder pass (patch dropout draws on the CPU
+// generator; anything on a GPU on that device's generator).
+struct RngState {
+  torch::Tensor cpu;
+  std::optional<torch::Device> cuda_device;
+  torch::Tensor cuda;
+};
+
+RngState SaveRng(const torch::Device& device) {
+  RngState state;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.cpu = gen.get_state();
+  }
+  if (device.is_cuda()) {
+    auto gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state.cuda_device = device;
+    state.cuda = gen.get_state();
+  }
+  return state;
+}
+
+void RestoreRng(const RngState& state) {
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.cpu);
+  }
+  if (state.cuda_device) {
+    auto gen = at::globalContext().defaultGenerator(*state.cuda_device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.cuda);
+  }
+}
+
+torch::Tensor Loss(ClipModel& model, const torch::Tensor& x, const torch::Tensor& y,
+                   Communicator& comm, const StepOptions& o) {
+  if (o.loss == LossKind::kClip) return TiledClipLoss(x, y, model->logit_scale(), &comm, o.loss_tile);
+  CS_CHECK_MSG(model->logit_bias().defined(),
+               "the siglip loss needs a model with a logit_bias (init_logit_bias)");
+  return TiledSigLipLoss(x, y, model->logit_scale(), model->logit_bias(), &comm, o.loss_tile);
+}
+
+torch::Tensor EncodeImages(ClipModel& model, const torch::Tensor& images, bool lock_image) {
+  if (!lock_image) return model->EncodeImage(images, true);
+  torch::NoGradGuard no_grad;
+  return model->EncodeImage(images, true);
+}
+
+}  // namespace
+
+absl::StatusOr<LossKind> ParseLossKind(const std::string& name) {
+  if (name == "clip") return LossKind::kClip;
+  if (name == "siglip") return LossKind::kSigLip;
+  return absl::InvalidArgumentError(absl::StrCat("unknown loss '", name, "' (clip, siglip)"));
+}
+
+GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator* comm,
+                                 int64_t bucket_bytes)
+    : params_(std::move(params)), comm_(comm) {
+  if (comm_->size() == 1) return;
+  const int count = static_cast<int>(params_.size());
+  slots_.resize(count);
+  ready_.assign(count, false);
+  int64_t bytes = 0;
+  for (int i = count - 1; i >= 0; --i) {
+    const torch::Tensor& p = params_[i];
+    CS_CHECK_MSG(p.requires_grad(), "GradientReducer: parameter ", i, " requires no gradient");
+    const bool fits = !buckets_.empty() && bytes + p.nbytes() <= static_cast<size_t>(bucket_bytes) &&
+                      buckets_.back().buffer.scalar_type() == p.scalar_type() &&
+                      buckets_.back().buffer.device() == p.device();
+    if (!fits) {
+      buckets_.push_back(Bucket{});
+      buckets_.back().buffer = torch::empty({0}, p.options());
+      bytes = 0;
+    }
+    Bucket& bucket = buckets_.back();
+    slots_[i] = Slot{static_cast<int>(buckets_.size()) - 1, bucket.buffer.numel()};
+    bucket.params.push_back(i);
+    bucket.buffer = torch::empty({bucket.buffer.numel() + p.numel()}, p.options());
+    bytes += static_cast<int64_t>(p.nbytes());
+  }
+  for (int i = 0; i < count; ++i) {
+    torch::autograd::impl::set_post_acc_grad_hooks(
+        params_[i], std::make_unique<ReadyHook>([this, i] { OnGradReady(i); }));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  for (auto& p : params_) {
+    if (comm_->size() > 1) torch::autograd::impl::post_acc_grad_hooks(p).reset();
+  }
+}
+
+void GradientReducer::Prepare() {
+  if (comm_->size() == 1) return;
+  CS_CHECK_MSG(!armed_, "GradientReducer::Prepare twice without Finish");
+  std::fill(ready_.begin(), ready_.end(), false);
+  for (Bucket& b : buckets_) b.pending = static_cast<int>(b.params.size());
+  next_launch_ = 0;
+  launched_in_backward_ = 0;
+  armed_ = true;
+}
+
+void GradientReducer::CopyIn(int param) {
+  const Slot& slot = slots_[param];
+  Bucket& bucket = buckets_[slot.bucket];
+  torch::Tensor view = bucket.buffer.narrow(0, slot.offset, params_[param].numel());
+  const torch::Tensor& grad = params_[param].grad();
+  if (grad.defined()) {
+    view.copy_(grad.reshape({-1}));
+  } else {
+    view.zero_();
+  }
+  ready_[param] = true;
+  --bucket.pending;
+}
+
+void GradientReducer::LaunchReady() {
+  torch::NoGradGuard no_grad;
+  while (next_launch_ < num_buckets() && buckets_[next_launch_].pending == 0) {
+    Bucket& bucket = buckets_[next_launch_++];
+    bucket.work = comm_->AllReduceAsync(bucket.buffer, ReduceOp::kSum);
+  }
+}
+
+void GradientReducer::OnGradReady(int param) {
+  if (!armed_) return;  // an earlier micro-batch: the gradient is not final yet
+  CS_CHECK_MSG(!ready_[param], "GradientReducer: the gradient of parameter ", param,
+               " was accumulated twice in one prepared backward pass");
+  {
+    torch::NoGradGuard no_grad;
+    CopyIn(param);
+  }
+  const int before = next_launch_;
+  LaunchReady();
+  launched_in_backward_ += next_launch_ - before;
+}
+
+void GradientReducer::Finish() {
+  if (comm_->size() == 1) return;
+  CS_CHECK_MSG(armed_, "GradientReducer::Finish without Prepare");
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < static_cast<int>(params_.size()); ++i) {
+    if (!ready_[i]) CopyIn(i);
+  }
+  LaunchReady();
+  for (Bucket& bucket : buckets_) {
+    bucket.work->Wait();
+    bucket.work.reset();
+    for (int i : bucket.params) {
+      torch::Tensor& p = params_[i];
+      torch::Tensor sum = bucket.buffer.narrow(0, slots_[i].offset, p.numel()).view(p.sizes());
+      if (p.grad().defined()) {
+        p.mutable_grad().copy_(sum);
+      } else {
+        p.mutable_grad() = sum.clone();
+      }
+    }
+  }
+  armed_ = false;
+}
+
+double ComputeGradients(ClipModel& model, const torch::Tensor& images, const torch::Tensor& tokens,
+                        Communicator& comm, GradientReducer& reducer, const StepOptions& o) {
+  const int64_t n = images.size(0);
+  CS_CHECK_MSG(tokens.size(0) == n, "images and tokens differ in batch size");
+  for (auto& p : model->parameters()) {
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+  const int64_t micro = o.micro_batch <= 0 ? n : std::min(o.micro_batch, n);
+  if (micro == n) {
+    torch::Tensor x = EncodeImages(model, images, o.lock_image);
+    torch::Tensor y = model->EncodeText(tokens, true);
+    torch::Tensor loss = Loss(model, x, y, comm, o);
+    reducer.Prepare();
+    loss.backward();
+    reducer.Finish();
+    return loss.item<double>();
+  }
+
+  // GradCache: 1. embed every micro-batch without a graph.
+  const int64_t chunks = (n + micro - 1) / micro;
+  std::vector<RngState> rng;
+  std::vector<torch::Tensor> xs, ys;
+  {
+    torch::NoGradGuard no_grad;
+    for (int64_t k = 0; k < chunks; ++k) {
+      const int64_t len = std::min(micro, n - k * micro);
+      rng.push_back(SaveRng(images.device()));
+      xs.push_back(model->EncodeImage(images.narrow(0, k * micro, len), true));
+      ys.push_back(model->EncodeText(tokens.narrow(0, k * micro, len), true));
+    }
+  }
+  const RngState after = SaveRng(images.device());
+  // 2. The loss once, over the cached embeddings; its backward leaves ∂L/∂x and
+  // ∂L/∂y here and accumulates this rank's share into logit_scale/logit_bias.
+  torch::Tensor x = torch::cat(xs).requires_grad_(!o.lock_image);
+  torch::Tensor y = torch::cat(ys).requires_grad_(true);
+  xs.clear();
+  ys.clear();
+  torch::Tensor loss = Loss(model, x, y, comm, o);
+  loss.backward();
+  const torch::Tensor gx = o.lock_image ? torch::Tensor() : x.grad();
+  const torch::Tensor gy = y.grad();
+  // 3. Re-encode each micro-batch with its saved generator state and push its
+  // slice of the cached gradient through the encoders.
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t len = std::min(micro, n - k * micro);
+    RestoreRng(rng[k]);
+    std::vector<torch::Tensor> outputs, grads;
+    if (!o.lock_image) {
+      outputs.push_back(model->EncodeImage(images.narrow(0, k * micro, len), true));
+      grads.push_back(gx.narrow(0, k * micro, len));
+    }
+    outputs.push_back(model->EncodeText(tokens.narrow(0, k * micro, len), true));
+    grads.push_back(gy.narrow(0, k * micro, len));
+    if (k + 1 == chunks) reducer.Prepare();
+    torch::autograd::backward(outputs, grads);
+  }
+  reducer.Finish();
+  RestoreRng(after);
+  return loss.item<double>();
+}
+
+std::vector<torch::Tensor> TrainableParameters(torch::nn::Module& model) {
+  std::vector<torch::Tensor> params;
+  for (auto& p : model.parameters()) {
+    if (p.requires_grad()) params.push_back(p);
+  }
+  return params;
+}
+
+void BroadcastModule(torch::nn::Module& module, Communicator& comm, int root) {
+  if (comm.size() == 1) return;
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters()) comm.Broadcast(p, root);
+  for (auto& b : module.buffers()) comm.Broadcast(b, root);
+}
+
+uint32_t ModuleDigest(torch::nn::Module& module) {
+  uint32_t crc = 0;
+  auto add = [&](const torch::Tensor& t) {
+    torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    crc = Crc32cExtend(crc, c.data_ptr(), c.nbytes());
+  };
+  for (const auto& p : module.parameters()) add(p);
+  for (const auto& b : module.buffers()) add(b);
+  return crc;
+}
+
+absl::Status CheckReplicasIdentical(torch::nn::Module& module, Communicator& comm) {
+  if (comm.size() == 1) return absl::OkStatus();
+  // On the parameters' device: NCCL gathers only CUDA tensors.
+  const auto params = module.parameters();
+  const torch::Device device = params.empty() ? torch::kCPU : params.front().device();
+  torch::Tensor digest = torch::tensor({static_cast<int64_t>(ModuleDigest(module))}).to(device);
+  torch::Tensor all = comm.AllGather(digest).to(torch::kCPU);
+  std::vector<int> differing;
+  for (int r = 1; r < comm.size(); ++r) {
+    if (all[r].item<int64_t>() != all[0].item<int64_t>()) differing.push_back(r);
+  }
+  if (differing.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("the weights of rank(s) ", absl::StrJoin(differing, ", "),
+                   " differ from rank 0's (bitwise); the replicas have diverged"));
+}
+
+}  // namespace clipscale
