@@ -1,15 +1,24 @@
 // Tiled CLIP and SigLIP losses; the math is in notes/contrastive-loss.md.
 // Rank r owns rows R_r = [r·n, (r+1)·n) of the global logit matrix and visits
-// them in tile×tile blocks against all N gathered text columns. A block is
-// recomputed in the backward pass instead of being saved: that recomputation
-// is the price of O(n·d + N·d) memory instead of O(n·N).
+// them in tile×tile blocks against all N gathered text columns. Every block
+// lands in one of two or three preallocated tile buffers (the GEMMs write
+// into them, e^t and the step's coefficients ride in the GEMMs' alpha), so
+// neither pass allocates per tile or holds any n×d temporary besides the
+// gradients it returns. CLIP recomputes each block in its backward pass: the
+// column LSE needs every row first, and recomputing is the price of
+// O(n·d + N·d) memory instead of O(n·N). SigLIP needs no such statistics, so it
+// forms its gradients in the forward pass (6·N·n·d FLOPs instead of 8) and
+// the backward pass only scales them by the incoming gradient.
 #include "distributed/contrastive_loss.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "core/status.h"
 
@@ -25,15 +34,37 @@ at::ScalarType AccType(const at::Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// Calls f(i0, i1, j0, j1) for every tile of a rows×cols matrix, row-major.
-template <class F>
-void ForEachTile(int64_t rows, int64_t cols, int64_t tile, F&& f) {
-  for (int64_t i0 = 0; i0 < rows; i0 += tile) {
-    for (int64_t j0 = 0; j0 < cols; j0 += tile) {
-      f(i0, std::min(i0 + tile, rows), j0, std::min(j0 + tile, cols));
+// One rank's view of a tile pass: its rows, the gathered columns, and reusable
+// tile-sized scratch (a tile view of a flat buffer stays contiguous at the edges).
+class Tiles {
+ public:
+  Tiles(int64_t rows, int64_t cols, int64_t tile, int buffers, const at::TensorOptions& options)
+      : rows_(rows), cols_(cols), tile_(tile) {
+    const int64_t numel = std::min(tile, rows) * std::min(tile, cols);
+    for (int k = 0; k < buffers; ++k) flat_.push_back(at::empty({numel}, options));
+  }
+  // Calls f(i0, i1, j0, j1) for every tile, row-major, so a row block of X
+  // stays in cache while the columns stream past it.
+  template <class F>
+  void ForEach(F&& f) const {
+    for (int64_t i0 = 0; i0 < rows_; i0 += tile_) {
+      for (int64_t j0 = 0; j0 < cols_; j0 += tile_) {
+        f(i0, std::min(i0 + tile_, rows_), j0, std::min(j0 + tile_, cols_));
+      }
     }
   }
-}
+  at::Tensor Buffer(int k, int64_t rows, int64_t cols) const {
+    return flat_[k].narrow(0, 0, rows * cols).view({rows, cols});
+  }
+
+ private:
+  int64_t rows_, cols_, tile_;
+  std::vector<at::Tensor> flat_;
+};
+
+// Tile (i0, j0) of rank r meets the global diagonal at tile diagonal k; its
+// first element there is on tile row max(0, −k).
+int64_t DiagOffset(int64_t offset, int64_t i0, int64_t j0) { return offset + i0 - j0; }
 
 void CheckInputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& t, Communicator* comm,
                  int64_t tile) {
@@ -52,8 +83,17 @@ Communicator* UnpackComm(AutogradContext* ctx) {
   return reinterpret_cast<Communicator*>(static_cast<intptr_t>(ctx->saved_data["comm"].toInt()));
 }
 
+// With one rank the collectives are identities; skipping them saves an N×d copy each.
+at::Tensor GatherRows(const at::Tensor& local, Communicator* comm) {
+  return comm->size() == 1 ? local : comm->AllGather(local);
+}
+at::Tensor ScatterRows(const at::Tensor& all, Communicator* comm) {
+  return comm->size() == 1 ? all : comm->ReduceScatter(all);
+}
+
 // log Σ_ranks exp(part) per column, stable: max first, then the shifted sum.
 at::Tensor CombineLse(const at::Tensor& part, Communicator* comm) {
+  if (comm->size() == 1) return part;
   at::Tensor max = part.clone();
   comm->AllReduce(max, ReduceOp::kMax);
   at::Tensor sum = (part - max).exp_();
@@ -62,8 +102,35 @@ at::Tensor CombineLse(const at::Tensor& part, Communicator* comm) {
 }
 
 at::Tensor AllReduceSum(at::Tensor value, Communicator* comm) {
-  comm->AllReduce(value, ReduceOp::kSum);
+  if (comm->size() > 1) comm->AllReduce(value, ReduceOp::kSum);
   return value;
+}
+
+// Σ_i a_i·b_i over all entries, a few hundred KiB of rows at a time: no n×d
+// temporary, and ATen's pairwise sum within each chunk.
+at::Tensor RowDotSum(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.size(1)));
+  at::Tensor total = at::zeros({}, a.options());
+  at::Tensor scratch = at::empty({std::min(chunk, a.size(0)), a.size(1)}, a.options());
+  for (int64_t i0 = 0; i0 < a.size(0); i0 += chunk) {
+    const int64_t i1 = std::min(i0 + chunk, a.size(0));
+    at::Tensor prod = scratch.narrow(0, 0, i1 - i0);
+    at::mul_out(prod, a.slice(0, i0, i1), b.slice(0, i0, i1));
+    total.add_(prod.sum());
+  }
+  return total;
+}
+
+// Folds one tile's log Σ exp along `dim` into running (max, sum) pairs:
+// max' = max(max, tile max), sum' = sum·e^(max−max') + Σ e^(s−max').
+void FoldLse(const at::Tensor& s, int64_t dim, at::Tensor max, at::Tensor sum, at::Tensor scratch,
+             at::Tensor tile_max) {
+  at::amax_out(tile_max, s, {dim});
+  at::Tensor new_max = at::maximum(max, tile_max);
+  sum.mul_((max - new_max).exp_());
+  max.copy_(new_max);
+  at::sub_out(scratch, s, dim == 1 ? max.unsqueeze(1) : max.unsqueeze(0)).exp_();
+  sum.add_(scratch.sum({dim}));
 }
 
 class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
@@ -72,21 +139,29 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
                             const at::Tensor& log_scale, Communicator* comm, int64_t tile) {
     const at::ScalarType acc = AccType(image);
     const at::Tensor x = image.to(acc).contiguous();
-    const at::Tensor y_all = comm->AllGather(text.to(acc).contiguous());
-    const at::Tensor scale = log_scale.to(acc).reshape({}).exp();
-    const at::Tensor xs = x * scale;  // scaling the n rows, not every tile
+    const at::Tensor y_all = GatherRows(text.to(acc).contiguous(), comm);
+    const double scale = log_scale.to(acc).reshape({}).exp().item<double>();
     const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
     const double inf = std::numeric_limits<double>::infinity();
-    at::Tensor row_lse = at::full({n}, -inf, x.options());
-    at::Tensor col_part = at::full({big_n}, -inf, x.options());
-    ForEachTile(n, big_n, tile, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-      const at::Tensor s = at::mm(xs.slice(0, i0, i1), y_all.slice(0, j0, j1).t());
-      at::Tensor r = row_lse.slice(0, i0, i1), c = col_part.slice(0, j0, j1);
-      r.copy_(at::logaddexp(r, at::logsumexp(s, {1})));
-      c.copy_(at::logaddexp(c, at::logsumexp(s, {0})));
+    at::Tensor row_max = at::full({n}, -inf, x.options()), row_sum = at::zeros({n}, x.options());
+    at::Tensor col_max = at::full({big_n}, -inf, x.options());
+    at::Tensor col_sum = at::zeros({big_n}, x.options());
+    at::Tensor pos = at::empty({n}, x.options());  // S_ii of this rank's rows
+    at::Tensor tile_max = at::empty({std::min(tile, std::max(n, big_n))}, x.options());
+    const Tiles tiles(n, big_n, tile, 2, x.options());
+    tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+      at::Tensor s = tiles.Buffer(0, i1 - i0, j1 - j0), scratch = tiles.Buffer(1, i1 - i0, j1 - j0);
+      at::addmm_out(s, s, x.slice(0, i0, i1), y_all.slice(0, j0, j1).t(), 0, scale);
+      const int64_t k = DiagOffset(offset, i0, j0);
+      const at::Tensor diag = s.diagonal(k);
+      if (diag.numel() > 0) pos.narrow(0, i0 + std::max<int64_t>(0, -k), diag.numel()).copy_(diag);
+      FoldLse(s, 1, row_max.slice(0, i0, i1), row_sum.slice(0, i0, i1), scratch,
+              tile_max.narrow(0, 0, i1 - i0));
+      FoldLse(s, 0, col_max.slice(0, j0, j1), col_sum.slice(0, j0, j1), scratch,
+              tile_max.narrow(0, 0, j1 - j0));
     });
-    const at::Tensor col_lse = CombineLse(col_part, comm);
-    const at::Tensor pos = (xs * y_all.slice(0, offset, offset + n)).sum(1);
+    const at::Tensor row_lse = row_max.add_(row_sum.log_());
+    const at::Tensor col_lse = CombineLse(col_max.add_(col_sum.log_()), comm);
     const at::Tensor local =
         (row_lse - pos).sum() + (col_lse.slice(0, offset, offset + n) - pos).sum();
     ctx->save_for_backward({x, y_all, log_scale, row_lse, col_lse});
@@ -104,26 +179,27 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
     Communicator* comm = UnpackComm(ctx);
     const int64_t tile = ctx->saved_data["tile"].toInt();
     const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
-    const at::Tensor scale = log_scale.to(x.scalar_type()).reshape({}).exp();
-    const at::Tensor g = grad_out[0].to(x.scalar_type()).reshape({});
-    const at::Tensor xs = x * scale;
-    const at::Tensor coef = g * scale / (2.0 * big_n);  // folds s into G = ∂L/∂S
+    const at::Tensor scale_t = log_scale.to(x.scalar_type()).reshape({}).exp();
+    const double scale = scale_t.item<double>();
+    // G = ∂L/∂S = (g/2N)·(P_row + P_col − 2I); the GEMMs' alpha carries g·s/2N.
+    const double coef =
+        (grad_out[0].to(x.scalar_type()).reshape({}) * scale_t / (2.0 * big_n)).item<double>();
     at::Tensor grad_x = at::zeros_like(x);
     at::Tensor grad_y_all = at::zeros_like(y_all);
-    ForEachTile(n, big_n, tile, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-      const at::Tensor yj = y_all.slice(0, j0, j1);
-      const at::Tensor s = at::mm(xs.slice(0, i0, i1), yj.t());
-      at::Tensor gs = (s - row_lse.slice(0, i0, i1).unsqueeze(1)).exp_();
-      gs.add_((s - col_lse.slice(0, j0, j1).unsqueeze(0)).exp_()).mul_(coef);
-      grad_x.slice(0, i0, i1).addmm_(gs, yj);
-      grad_y_all.slice(0, j0, j1).addmm_(gs.t(), x.slice(0, i0, i1));
+    const Tiles tiles(n, big_n, tile, 2, x.options());
+    tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+      const at::Tensor xi = x.slice(0, i0, i1), yj = y_all.slice(0, j0, j1);
+      at::Tensor s = tiles.Buffer(0, i1 - i0, j1 - j0), p = tiles.Buffer(1, i1 - i0, j1 - j0);
+      at::addmm_out(s, s, xi, yj.t(), 0, scale);
+      at::sub_out(p, s, row_lse.slice(0, i0, i1).unsqueeze(1)).exp_();
+      s.sub_(col_lse.slice(0, j0, j1).unsqueeze(0)).exp_().add_(p);
+      s.diagonal(DiagOffset(offset, i0, j0)).sub_(2.0);
+      grad_x.slice(0, i0, i1).addmm_(s, yj, 1, coef);
+      grad_y_all.slice(0, j0, j1).addmm_(s.t(), xi, 1, coef);
     });
-    at::Tensor grad_y = comm->ReduceScatter(grad_y_all);
-    const at::Tensor diag = 2.0 * coef;  // the −2δ_ij/(2N) term of G, times s
-    grad_x.sub_(y_all.slice(0, offset, offset + n) * diag);
-    grad_y.sub_(x * diag);
+    const at::Tensor grad_y = ScatterRows(grad_y_all, comm);
     // ∂L/∂t = Σ_ij G_ij S_ij = Σ_i x_i·∂L/∂x_i over this rank's rows: its share.
-    const at::Tensor grad_t = (x * grad_x).sum();
+    const at::Tensor grad_t = RowDotSum(x, grad_x);
     return {grad_x.to(ctx->saved_data["x_type"].toScalarType()),
             grad_y.to(ctx->saved_data["y_type"].toScalarType()),
             grad_t.to(log_scale.scalar_type()).reshape(log_scale.sizes()), at::Tensor(),
@@ -131,68 +207,109 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
   }
 };
 
+// SigLIP's loss and/or its gradients for one rank, gradients for an incoming
+// gradient of 1. ∂(−log σ(zℓ))/∂ℓ = σ(ℓ) − δ; on the diagonal as −σ(−ℓ),
+// without cancellation.
+struct SigLipParts {
+  at::Tensor loss;            // Σ −log σ(zℓ) over this rank's rows, not yet over ranks or /N
+  at::Tensor gx, gy, gt, gb;  // gy already reduce-scattered to this rank's rows
+};
+
+SigLipParts SigLipPass(const at::Tensor& x, const at::Tensor& y_all, const at::Tensor& log_scale,
+                       const at::Tensor& bias, Communicator* comm, int64_t tile, bool want_loss,
+                       bool want_grads) {
+  const double scale = log_scale.to(x.scalar_type()).reshape({}).exp().item<double>();
+  const at::Tensor b = bias.to(x.scalar_type()).reshape({}).to(x.device());
+  const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
+  const double coef = scale / static_cast<double>(big_n);
+  SigLipParts out;
+  out.loss = at::zeros({}, x.options());
+  at::Tensor grad_y_all, grad_b = at::zeros({}, x.options());
+  if (want_grads) {
+    out.gx = at::zeros_like(x);
+    grad_y_all = at::zeros_like(y_all);
+  }
+  const Tiles tiles(n, big_n, tile, 3, x.options());
+  tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    const at::Tensor xi = x.slice(0, i0, i1), yj = y_all.slice(0, j0, j1);
+    at::Tensor zl = tiles.Buffer(0, i1 - i0, j1 - j0), gs = tiles.Buffer(1, i1 - i0, j1 - j0);
+    at::addmm_out(zl, b, xi, yj.t(), 1, scale);  // ℓ
+    const int64_t k = DiagOffset(offset, i0, j0);
+    if (want_loss) {
+      // z·ℓ: −ℓ off the diagonal, +ℓ on it; log_sigmoid has no softplus cutoff.
+      zl.neg_().diagonal(k).neg_();
+      at::Tensor buffer = tiles.Buffer(2, i1 - i0, j1 - j0);
+      at::log_sigmoid_forward_out(gs, buffer, zl);
+      out.loss.sub_(gs.sum());
+      zl.neg_();  // ℓ off the diagonal, −ℓ on it
+    } else {
+      zl.diagonal(k).neg_();
+    }
+    if (!want_grads) return;
+    at::sigmoid_out(gs, zl).diagonal(k).neg_();
+    grad_b.add_(gs.sum());
+    out.gx.slice(0, i0, i1).addmm_(gs, yj, 1, coef);
+    grad_y_all.slice(0, j0, j1).addmm_(gs.t(), xi, 1, coef);
+  });
+  if (!want_grads) return out;
+  out.gy = ScatterRows(grad_y_all, comm);
+  // ∂L/∂t = Σ_ij G_ij (ℓ_ij − b) = Σ_i x_i·∂L/∂x_i; both scalars are this rank's share.
+  out.gt = RowDotSum(x, out.gx);
+  out.gb = grad_b.div_(static_cast<double>(big_n));
+  return out;
+}
+
 class SigLipLossFunction : public torch::autograd::Function<SigLipLossFunction> {
  public:
-  // Tile (i0, j0) of rank r meets the global diagonal at tile diagonal k.
-  static int64_t DiagOffset(int64_t offset, int64_t i0, int64_t j0) { return offset + i0 - j0; }
-
+  // `want_grads`: a backward pass can follow. Each tile's gradient depends on
+  // that tile alone, so the gradients then come out of the loss's own GEMMs.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& image, const at::Tensor& text,
                             const at::Tensor& log_scale, const at::Tensor& bias, Communicator* comm,
-                            int64_t tile) {
+                            int64_t tile, bool want_grads) {
     const at::ScalarType acc = AccType(image);
     const at::Tensor x = image.to(acc).contiguous();
-    const at::Tensor y_all = comm->AllGather(text.to(acc).contiguous());
-    const at::Tensor xs = x * log_scale.to(acc).reshape({}).exp();
-    const at::Tensor b = bias.to(acc).reshape({});
-    const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
-    at::Tensor local = at::zeros({}, x.options());
-    ForEachTile(n, big_n, tile, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-      // z·ℓ: −ℓ off the diagonal, +ℓ on it; log_sigmoid has no softplus cutoff.
-      at::Tensor zl = at::mm(xs.slice(0, i0, i1), y_all.slice(0, j0, j1).t()).add_(b).neg_();
-      zl.diagonal(DiagOffset(offset, i0, j0)).neg_();
-      local.sub_(at::log_sigmoid(zl).sum());
-    });
-    ctx->save_for_backward({x, y_all, log_scale, bias});
+    const at::Tensor y_all = GatherRows(text.to(acc).contiguous(), comm);
+    SigLipParts parts = SigLipPass(x, y_all, log_scale, bias, comm, tile, true, want_grads);
+    if (want_grads) {
+      ctx->saved_data["gx"] = parts.gx;
+      ctx->saved_data["gy"] = parts.gy;
+      ctx->saved_data["gt"] = parts.gt;
+      ctx->saved_data["gb"] = parts.gb;
+    }
+    // The inputs themselves (no copies), for a second backward pass
+    // (retain_graph), which recomputes.
+    ctx->save_for_backward({image, text, log_scale, bias});
     ctx->saved_data["comm"] = PackComm(comm);
     ctx->saved_data["tile"] = tile;
-    ctx->saved_data["x_type"] = image.scalar_type();
-    ctx->saved_data["y_type"] = text.scalar_type();
-    return AllReduceSum(local, comm) / static_cast<double>(big_n);
+    return AllReduceSum(parts.loss, comm) / static_cast<double>(y_all.size(0));
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
     const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &y_all = saved[1], &log_scale = saved[2], &bias = saved[3];
-    Communicator* comm = UnpackComm(ctx);
-    const int64_t tile = ctx->saved_data["tile"].toInt();
-    const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
-    const at::Tensor scale = log_scale.to(x.scalar_type()).reshape({}).exp();
-    const at::Tensor b = bias.to(x.scalar_type()).reshape({});
-    const at::Tensor g_over_n = grad_out[0].to(x.scalar_type()).reshape({}) / double(big_n);
-    const at::Tensor xs = x * scale;
-    at::Tensor grad_x = at::zeros_like(x);
-    at::Tensor grad_y_all = at::zeros_like(y_all);
-    at::Tensor grad_b = at::zeros({}, x.options());
-    ForEachTile(n, big_n, tile, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-      const at::Tensor yj = y_all.slice(0, j0, j1);
-      const at::Tensor l = at::mm(xs.slice(0, i0, i1), yj.t()).add_(b);
-      // ∂(−log σ(zℓ))/∂ℓ = σ(ℓ) − δ; on the diagonal as −σ(−ℓ), without cancellation.
-      at::Tensor gs = at::sigmoid(l);
-      const int64_t k = DiagOffset(offset, i0, j0);
-      gs.diagonal(k).copy_(at::sigmoid(l.diagonal(k).neg()).neg_());
-      grad_b.add_(gs.sum());
-      gs.mul_(g_over_n * scale);
-      grad_x.slice(0, i0, i1).addmm_(gs, yj);
-      grad_y_all.slice(0, j0, j1).addmm_(gs.t(), x.slice(0, i0, i1));
-    });
-    at::Tensor grad_y = comm->ReduceScatter(grad_y_all);
-    // ∂L/∂t = Σ_ij G_ij (ℓ_ij − b) = Σ_i x_i·∂L/∂x_i; both scalars are this rank's share.
-    const at::Tensor grad_t = (x * grad_x).sum();
-    grad_b.mul_(g_over_n);
-    return {grad_x.to(ctx->saved_data["x_type"].toScalarType()),
-            grad_y.to(ctx->saved_data["y_type"].toScalarType()),
-            grad_t.to(log_scale.scalar_type()).reshape(log_scale.sizes()),
-            grad_b.to(bias.scalar_type()).reshape(bias.sizes()),
+    const at::Tensor &image = saved[0], &text = saved[1], &log_scale = saved[2], &bias = saved[3];
+    const at::ScalarType acc = AccType(image);
+    SigLipParts parts;
+    if (ctx->saved_data.count("gx") > 0) {
+      // Handed over, not copied, so that autograd can adopt them as .grad.
+      parts.gx = ctx->saved_data["gx"].toTensor();
+      parts.gy = ctx->saved_data["gy"].toTensor();
+      parts.gt = ctx->saved_data["gt"].toTensor();
+      parts.gb = ctx->saved_data["gb"].toTensor();
+      for (const char* key : {"gx", "gy", "gt", "gb"}) ctx->saved_data.erase(key);
+    } else {
+      Communicator* comm = UnpackComm(ctx);
+      parts = SigLipPass(image.to(acc).contiguous(), GatherRows(text.to(acc).contiguous(), comm),
+                         log_scale, bias, comm, ctx->saved_data["tile"].toInt(), false, true);
+    }
+    const at::Tensor g = grad_out[0].to(acc).reshape({});
+    if (g.item<double>() != 1.0) {
+      for (at::Tensor* t : {&parts.gx, &parts.gy, &parts.gt, &parts.gb}) t->mul_(g);
+    }
+    return {parts.gx.to(image.scalar_type()),
+            parts.gy.to(text.scalar_type()),
+            parts.gt.to(log_scale.scalar_type()).reshape(log_scale.sizes()),
+            parts.gb.to(bias.scalar_type()).reshape(bias.sizes()),
+            at::Tensor(),
             at::Tensor(),
             at::Tensor()};
   }
@@ -211,7 +328,11 @@ torch::Tensor TiledSigLipLoss(const torch::Tensor& image_local, const torch::Ten
                               Communicator* comm, int64_t tile) {
   CheckInputs(image_local, text_local, logit_scale, comm, tile);
   CS_CHECK_MSG(logit_bias.numel() == 1, "logit_bias must hold one value");
-  return SigLipLossFunction::apply(image_local, text_local, logit_scale, logit_bias, comm, tile);
+  const bool want_grads =
+      c10::GradMode::is_enabled() && (image_local.requires_grad() || text_local.requires_grad() ||
+                                     logit_scale.requires_grad() || logit_bias.requires_grad());
+  return SigLipLossFunction::apply(image_local, text_local, logit_scale, logit_bias, comm, tile,
+                                   want_grads);
 }
 
 }  // namespace clipscale

@@ -8,9 +8,15 @@
 // S[R_r, 0:N] = exp(t)·X_r·Yᵀ tile by tile; the column statistics of the CLIP
 // loss are combined across ranks with AllReduce(max) then AllReduce(sum), and
 // the text gradients of the gathered columns are reduce-scattered (sum) back to
-// their owners. Autograd saves only X_r, the gathered Y and the LSE vectors.
-// Every rank must call the forward and, if any rank does, the backward pass:
-// both contain collectives.
+// their owners. CLIP's autograd saves only X_r, the gathered Y and the LSE
+// vectors, and recomputes each tile in its backward pass (8·n·N·d FLOPs in
+// all). SigLIP, when grad mode is on and an input requires grad, forms its
+// gradients (and reduce-scatters them) in the forward pass already, 6·n·N·d
+// FLOPs in all; its backward pass then only scales them (a retain_graph
+// second backward recomputes). Beyond the returned gradients, either loss holds
+// two or three tile×tile buffers and O(N) vectors; with one rank nothing is
+// gathered or copied. Every rank must call the forward and, if any rank does,
+// the backward pass: either may contain collectives.
 //
 // Gradient convention: the returned loss is the same global scalar on every
 // rank. The gradients w.r.t. `image_local` and `text_local` are the exact
@@ -35,7 +41,8 @@
 
 namespace clipscale {
 
-// Rows and columns of one logit tile; memory is ~3 such fp32 tiles at a time.
+// Rows and columns of one logit tile; memory is 2 (CLIP) or 3 (SigLIP) such
+// tiles at a time, in the accumulation type.
 inline constexpr int64_t kDefaultLossTile = 1024;
 
 // OpenCLIP's ClipLoss over the global batch:

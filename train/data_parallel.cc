@@ -267,6 +267,15 @@ void BroadcastModule(torch::nn::Module& module, Communicator& comm, int root) {
   for (auto& b : module.buffers()) comm.Broadcast(b, root);
 }
 
+bool BroadcastBuffers(torch::nn::Module& module, Communicator& comm, int root) {
+  auto buffers = module.buffers();
+  if (buffers.empty()) return false;
+  if (comm.size() == 1) return true;
+  torch::NoGradGuard no_grad;
+  for (auto& b : buffers) comm.Broadcast(b, root);
+  return true;
+}
+
 uint32_t ModuleDigest(torch::nn::Module& module) {
   uint32_t crc = 0;
   auto add = [&](const torch::Tensor& t) {

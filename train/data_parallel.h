@@ -123,6 +123,17 @@ std::vector<torch::Tensor> TrainableParameters(torch::nn::Module& model);
 // Copies rank `root`'s parameters and buffers to every rank.
 void BroadcastModule(torch::nn::Module& module, Communicator& comm, int root = 0);
 
+// Copies rank `root`'s buffers (BatchNorm running statistics) to every rank,
+// as DDP's broadcast_buffers does before each forward pass. Returns false, and
+// communicates nothing, for a module without buffers (the ViT towers).
+//
+// BatchNorm normalises over each encoder pass: this rank's n samples, or one
+// micro-batch under gradient caching — as DDP without SyncBatchNorm and
+// OpenCLIP's --accum-freq do. For models with BatchNorm (ModifiedResNet)
+// gradients therefore depend on W and on the micro-batch size; the contract
+// "equal to one process over the global batch" is for models without it.
+bool BroadcastBuffers(torch::nn::Module& module, Communicator& comm, int root = 0);
+
 // CRC-32C of the exact bytes of every parameter and buffer, in order.
 uint32_t ModuleDigest(torch::nn::Module& module);
 

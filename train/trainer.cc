@@ -184,6 +184,7 @@ double Trainer::Step(int64_t step, const std::vector<int64_t>& indices, uint64_t
                           mc.text.context_length, config_.data.augment ? &augment_seed : nullptr);
   *lr = LearningRate(config_.schedule, step, total_steps_);
   SetLearningRate(*optimizer_, *lr);
+  BroadcastBuffers(*model_, *comm_);  // BatchNorm statistics follow rank 0, as under DDP
   const double loss = ComputeGradients(model_, batch.images.to(device_), batch.tokens.to(device_),
                                        *comm_, *reducer_, step_options_);
   // The gradients are identical on every rank now, so are the norm and the step.

@@ -349,5 +349,37 @@ TEST(DataParallelContract, ReplicasBitwiseIdenticalAfterSteps) {
   }
 }
 
+// A ModifiedResNet image tower: its BatchNorm running statistics are per-rank
+// state; broadcast from rank 0 before each step (as DDP does) the replicas
+// stay identical, and without it they drift apart.
+TEST(DataParallelContract, BatchNormBuffersFollowRankZero) {
+  Communicator& comm = *Comm();
+  const int64_t n = kGlobalBatch / comm.size();
+  ModelConfig config = SmallConfig();
+  config.vision.layers = {1, 1, 1, 1};
+  config.vision.width = 8;
+  config.vision.head_width = 8;
+  for (bool broadcast : {true, false}) {
+    if (!broadcast && comm.size() == 1) continue;
+    ClipModel model = MakeModel(config, torch::kFloat32, std::log(1 / 0.07));
+    BroadcastModule(*model, comm);
+    auto optimizer = MakeAdamW(*model, OptimizerConfig());
+    SetLearningRate(*optimizer, 1e-3);
+    GradientReducer reducer(TrainableParameters(*model), &comm);
+    for (int step = 0; step < 2; ++step) {
+      torch::manual_seed(300 + step);
+      torch::Tensor images = torch::randn({kGlobalBatch, 3, 32, 32});
+      torch::Tensor tokens = torch::randint(1, kVocab - 1, {kGlobalBatch, kContext});
+      tokens.select(1, kContext - 1).fill_(kVocab - 1);
+      if (broadcast) EXPECT_TRUE(BroadcastBuffers(*model, comm));
+      ComputeGradients(model, images.narrow(0, comm.rank() * n, n),
+                       tokens.narrow(0, comm.rank() * n, n), comm, reducer, StepOptions());
+      optimizer->step();
+    }
+    if (broadcast) BroadcastBuffers(*model, comm);
+    EXPECT_EQ(CheckReplicasIdentical(*model, comm).ok(), broadcast);
+  }
+}
+
 }  // namespace
 }  // namespace clipscale
