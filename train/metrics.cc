@@ -28,8 +28,13 @@ torch::Tensor PartnerRanks(const torch::Tensor& queries, const torch::Tensor& ca
     const int64_t len = std::min(chunk, m - start);
     torch::Tensor scores = queries.narrow(0, start, len).matmul(candidates.t());
     torch::Tensor rows = torch::arange(len, torch::TensorOptions().dtype(torch::kLong).device(scores.device()));
-    torch::Tensor partner = scores.index({rows, rows + offset + start}).view({-1, 1});
-    ranks.push_back(scores.gt(partner).sum(1).to(torch::kFloat64).to(torch::kCPU));
+    torch::Tensor partner_column = rows + offset + start;
+    torch::Tensor partner = scores.index({rows, partner_column}).view({-1, 1});
+    // Ties go to the earlier candidate, as in a stable descending sort.
+    torch::Tensor columns = torch::arange(candidates.size(0), partner_column.options()).view({1, -1});
+    torch::Tensor ahead =
+        scores.gt(partner).logical_or_(scores.eq(partner).logical_and_(columns < partner_column.view({-1, 1})));
+    ranks.push_back(ahead.sum(1).to(torch::kFloat64).to(torch::kCPU));
   }
   return torch::cat(ranks);
 }

@@ -17,9 +17,10 @@ std::map<std::string, double> ClassificationAccuracy(const torch::Tensor& logits
                                                       const torch::Tensor& labels);
 
 // For query rows q_i whose partner is candidate row offset+i: the 0-based rank
-// of the partner, i.e. how many candidates score strictly higher (q·c). Runs
-// in row chunks, so memory is chunk×candidates. Ties count in the query's
-// favour, where OpenCLIP's argsort breaks them arbitrarily. [m] float64.
+// of the partner: how many candidates score higher (q·c), or equal with a
+// smaller index — a stable descending sort's order, which OpenCLIP's argsort
+// gives on CPU. Identical captions thus do not all count as hits. Runs in row
+// chunks, so memory is chunk×candidates. [m] float64.
 torch::Tensor PartnerRanks(const torch::Tensor& queries, const torch::Tensor& candidates,
                            int64_t offset, int64_t chunk = 1024);
 

@@ -1,8 +1,144 @@
 #include "train/optimizer.h"
 
+#include <cmath>
+#include <cstdint>
+#include <tuple>
+
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+
 #include "absl/strings/match.h"
 
 namespace clipscale {
+namespace {
+
+// The per-step constants, cast to the parameter's type the way ATen casts the
+// Scalars of torch's tensor ops, so both paths round the same inputs.
+template <typename T>
+struct AdamWScalars {
+  T decay;  // 1 - lr * weight_decay
+  T beta1, one_minus_beta1, beta2, one_minus_beta2;
+  T sqrt_bias_correction2, eps, neg_step_size;
+};
+
+// One pass over a contiguous chunk. The operations and their order are those of
+// torch's AdamW (mul_, mul_/add_, mul_/addcmul_, sqrt/div/add_, addcdiv_);
+// optimizer.cc is built with -O3 -fno-math-errno so GCC vectorizes the loop
+// (sqrt included). No -ffast-math: results stay IEEE.
+template <typename T>
+void FusedAdamWChunk(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
+                     int64_t n, AdamWScalars<T> s) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T grad = g[i];
+    const T exp_avg = m[i] * s.beta1 + s.one_minus_beta1 * grad;
+    const T exp_avg_sq = v[i] * s.beta2 + s.one_minus_beta2 * grad * grad;
+    const T denom = std::sqrt(exp_avg_sq) / s.sqrt_bias_correction2 + s.eps;
+    m[i] = exp_avg;
+    v[i] = exp_avg_sq;
+    p[i] = p[i] * s.decay + s.neg_step_size * exp_avg / denom;
+  }
+}
+
+template <typename T>
+void FusedAdamWUpdate(const torch::Tensor& p, const torch::Tensor& grad,
+                      torch::optim::AdamWParamState& state, const torch::optim::AdamWOptions& options) {
+  const double beta1 = std::get<0>(options.betas());
+  const double beta2 = std::get<1>(options.betas());
+  const double bias_correction1 = 1 - std::pow(beta1, state.step());
+  const double bias_correction2 = 1 - std::pow(beta2, state.step());
+  AdamWScalars<T> s;
+  s.decay = static_cast<T>(1 - options.lr() * options.weight_decay());
+  s.beta1 = static_cast<T>(beta1);
+  s.one_minus_beta1 = static_cast<T>(1 - beta1);
+  s.beta2 = static_cast<T>(beta2);
+  s.one_minus_beta2 = static_cast<T>(1 - beta2);
+  s.sqrt_bias_correction2 = static_cast<T>(std::sqrt(bias_correction2));
+  s.eps = static_cast<T>(options.eps());
+  s.neg_step_size = static_cast<T>(-options.lr() / bias_correction1);
+
+  T* p_data = p.data_ptr<T>();
+  const T* g_data = grad.data_ptr<T>();
+  T* m_data = state.exp_avg().data_ptr<T>();
+  T* v_data = state.exp_avg_sq().data_ptr<T>();
+  at::parallel_for(0, p.numel(), at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+    FusedAdamWChunk(p_data + begin, g_data + begin, m_data + begin, v_data + begin, end - begin, s);
+  });
+  // Writing through raw pointers skips the in-place ops' version bumps; keep
+  // autograd's stale-saved-tensor check working.
+  for (const torch::Tensor& t : {p, state.exp_avg(), state.exp_avg_sq()}) {
+    t.unsafeGetTensorImpl()->bump_version();
+  }
+}
+
+// torch::optim::AdamW::step's update of one parameter (state.step already
+// incremented), for the parameters the fused pass does not handle.
+void TorchAdamWUpdate(torch::Tensor& p, const torch::Tensor& grad,
+                      torch::optim::AdamWParamState& state, const torch::optim::AdamWOptions& options) {
+  if (options.weight_decay() != 0) p.mul_(1 - options.lr() * options.weight_decay());
+  const double beta1 = std::get<0>(options.betas());
+  const double beta2 = std::get<1>(options.betas());
+  const double bias_correction1 = 1 - std::pow(beta1, state.step());
+  const double bias_correction2 = 1 - std::pow(beta2, state.step());
+  state.exp_avg().mul_(beta1).add_(grad, 1 - beta1);
+  state.exp_avg_sq().mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+  torch::Tensor denom;
+  if (options.amsgrad()) {
+    torch::max_out(state.max_exp_avg_sq(), state.exp_avg_sq(), state.max_exp_avg_sq());
+    denom = (state.max_exp_avg_sq().sqrt() / std::sqrt(bias_correction2)).add_(options.eps());
+  } else {
+    denom = (state.exp_avg_sq().sqrt() / std::sqrt(bias_correction2)).add_(options.eps());
+  }
+  p.addcdiv_(state.exp_avg(), denom, -options.lr() / bias_correction1);
+}
+
+bool Fusable(const torch::Tensor& p, const torch::Tensor& grad,
+             const torch::optim::AdamWParamState& state, const torch::optim::AdamWOptions& options) {
+  const auto dtype = p.scalar_type();
+  return !options.amsgrad() && p.device().is_cpu() &&
+         (dtype == torch::kFloat || dtype == torch::kDouble) && grad.scalar_type() == dtype &&
+         grad.device().is_cpu() && !grad.is_sparse() && p.is_contiguous() &&
+         grad.is_contiguous() && state.exp_avg().is_contiguous() &&
+         state.exp_avg_sq().is_contiguous();
+}
+
+}  // namespace
+
+torch::Tensor FusedAdamW::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  if (closure != nullptr) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups()) {
+    const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      const torch::Tensor& grad = p.grad();
+      TORCH_CHECK(!grad.is_sparse(), "AdamW does not support sparse gradients");
+      auto& slot = state()[p.unsafeGetTensorImpl()];
+      if (slot == nullptr) {  // the same lazy initialization as torch's AdamW
+        auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+        fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        if (options.amsgrad()) {
+          fresh->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        }
+        slot = std::move(fresh);
+      }
+      auto& param_state = static_cast<torch::optim::AdamWParamState&>(*slot);
+      param_state.step(param_state.step() + 1);
+      if (!Fusable(p, grad, param_state, options)) {
+        TorchAdamWUpdate(p, grad, param_state, options);
+      } else if (p.scalar_type() == torch::kFloat) {
+        FusedAdamWUpdate<float>(p, grad, param_state, options);
+      } else {
+        FusedAdamWUpdate<double>(p, grad, param_state, options);
+      }
+    }
+  }
+  return loss;
+}
 
 bool ExcludedFromWeightDecay(const std::string& name, const torch::Tensor& parameter) {
   // OpenCLIP v3's rule (ndim < 2, "bn", "ln", "bias", "logit_scale") plus
@@ -38,7 +174,7 @@ std::unique_ptr<torch::optim::AdamW> MakeAdamW(const torch::nn::Module& model,
   std::vector<torch::optim::OptimizerParamGroup> param_groups;
   param_groups.emplace_back(groups.decay, options(config.weight_decay));
   param_groups.emplace_back(groups.no_decay, options(0.0));
-  return std::make_unique<torch::optim::AdamW>(param_groups,
+  return std::make_unique<FusedAdamW>(param_groups,
                                                torch::optim::AdamWOptions(0.0)
                                                    .betas({config.beta1, config.beta2})
                                                    .eps(config.eps));

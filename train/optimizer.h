@@ -38,7 +38,20 @@ struct ParameterGroups {
 };
 ParameterGroups SplitForWeightDecay(const torch::nn::Module& model);
 
-// Group 0 decays, group 1 does not; the learning rate is set per step.
+// torch::optim::AdamW whose step() updates each CPU fp32/fp64 parameter in one
+// fused, multi-threaded pass (p, grad, exp_avg, exp_avg_sq read once; p,
+// exp_avg, exp_avg_sq written once) instead of torch's ~10 tensor passes. Same
+// options, param groups, state (AdamWParamState, so save/load work) and math, up
+// to fp rounding. Parameters it cannot fuse (CUDA, half, non-contiguous,
+// amsgrad) take torch's own per-tensor-op update.
+class FusedAdamW : public torch::optim::AdamW {
+ public:
+  using torch::optim::AdamW::AdamW;
+  torch::Tensor step(LossClosure closure = nullptr) override;
+};
+
+// Group 0 decays, group 1 does not; the learning rate is set per step. The
+// optimizer is a FusedAdamW.
 std::unique_ptr<torch::optim::AdamW> MakeAdamW(const torch::nn::Module& model,
                                                const OptimizerConfig& config);
 

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "distributed/autograd_collectives.h"
 #include "distributed/communicator_factory.h"
 #include "distributed/launch_env.h"
 #include "distributed/mpi_runtime.h"
@@ -349,6 +350,25 @@ TEST(DataParallelContract, ReplicasBitwiseIdenticalAfterSteps) {
   }
 }
 
+// The differentiable all-gather: rank r's loss L_r = Σ w_r ⊙ gather(x); the
+// gradient each rank receives for its rows is Σ_r w_r over its block, the
+// gradient of Σ_r L_r.
+TEST(DataParallelContract, AllGatherWithGradSumsOverRanks) {
+  Communicator& comm = *Comm();
+  const int64_t n = 3, d = 5, big_n = n * comm.size();
+  auto weights = [&](int r) {
+    return torch::arange(big_n * d, torch::kFloat64).view({big_n, d}).mul(0.25 * (r + 1)).add(r);
+  };
+  torch::Tensor x = torch::randn({n, d}, torch::kFloat64).add(comm.rank()).requires_grad_(true);
+  torch::Tensor gathered = AllGatherWithGrad(x, &comm);
+  ASSERT_EQ(gathered.size(0), big_n);
+  EXPECT_TRUE(torch::equal(gathered.narrow(0, comm.rank() * n, n), x.detach()));
+  (gathered * weights(comm.rank())).sum().backward();
+  torch::Tensor want = torch::zeros({n, d}, torch::kFloat64);
+  for (int r = 0; r < comm.size(); ++r) want += weights(r).narrow(0, comm.rank() * n, n);
+  EXPECT_TRUE(torch::allclose(x.grad(), want, 0, 1e-12)) << x.grad() << want;
+}
+
 // A ModifiedResNet image tower: its BatchNorm running statistics are per-rank
 // state; broadcast from rank 0 before each step (as DDP does) the replicas
 // stay identical, and without it they drift apart.
@@ -371,7 +391,9 @@ TEST(DataParallelContract, BatchNormBuffersFollowRankZero) {
       torch::Tensor images = torch::randn({kGlobalBatch, 3, 32, 32});
       torch::Tensor tokens = torch::randint(1, kVocab - 1, {kGlobalBatch, kContext});
       tokens.select(1, kContext - 1).fill_(kVocab - 1);
-      if (broadcast) EXPECT_TRUE(BroadcastBuffers(*model, comm));
+      if (broadcast) {
+        EXPECT_TRUE(BroadcastBuffers(*model, comm));
+      }
       ComputeGradients(model, images.narrow(0, comm.rank() * n, n),
                        tokens.narrow(0, comm.rank() * n, n), comm, reducer, StepOptions());
       optimizer->step();

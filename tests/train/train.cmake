@@ -25,3 +25,5 @@ clipscale_test(train_distributed_test
 target_link_libraries(train_distributed_test PRIVATE nlohmann_json::nlohmann_json)
 target_compile_definitions(train_distributed_test PRIVATE CLIPSCALE_MPIEXEC="${MPIEXEC_EXECUTABLE}")
 add_dependencies(train_distributed_test clipscale)
+clipscale_test(retrieval_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/retrieval_test.cc
+  DEPS clipscale_train LABELS "unit" TORCH_PCH)
