@@ -163,21 +163,26 @@ ParameterGroups SplitForWeightDecay(const torch::nn::Module& model) {
   return groups;
 }
 
+std::vector<torch::optim::OptimizerParamGroup> AdamWParamGroups(
+    const std::vector<torch::Tensor>& decay, const std::vector<torch::Tensor>& no_decay,
+    const OptimizerConfig& config) {
+  auto options = [&](double weight_decay) {
+    auto o = std::make_unique<torch::optim::AdamWOptions>(0.0);
+    o->betas({config.beta1, config.beta2}).eps(config.eps).weight_decay(weight_decay);
+    return o;
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, options(config.weight_decay));
+  groups.emplace_back(no_decay, options(0.0));
+  return groups;
+}
+
 std::unique_ptr<torch::optim::AdamW> MakeAdamW(const torch::nn::Module& model,
                                                const OptimizerConfig& config) {
   ParameterGroups groups = SplitForWeightDecay(model);
-  auto options = [&](double decay) {
-    auto o = std::make_unique<torch::optim::AdamWOptions>(0.0);
-    o->betas({config.beta1, config.beta2}).eps(config.eps).weight_decay(decay);
-    return o;
-  };
-  std::vector<torch::optim::OptimizerParamGroup> param_groups;
-  param_groups.emplace_back(groups.decay, options(config.weight_decay));
-  param_groups.emplace_back(groups.no_decay, options(0.0));
-  return std::make_unique<FusedAdamW>(param_groups,
-                                               torch::optim::AdamWOptions(0.0)
-                                                   .betas({config.beta1, config.beta2})
-                                                   .eps(config.eps));
+  return std::make_unique<FusedAdamW>(
+      AdamWParamGroups(groups.decay, groups.no_decay, config),
+      torch::optim::AdamWOptions(0.0).betas({config.beta1, config.beta2}).eps(config.eps));
 }
 
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {

@@ -38,6 +38,12 @@ struct ParameterGroups {
 };
 ParameterGroups SplitForWeightDecay(const torch::nn::Module& model);
 
+// AdamW param groups: `decay` with config.weight_decay, `no_decay` with none;
+// betas and eps from `config`, the learning rate 0 until set per step.
+std::vector<torch::optim::OptimizerParamGroup> AdamWParamGroups(
+    const std::vector<torch::Tensor>& decay, const std::vector<torch::Tensor>& no_decay,
+    const OptimizerConfig& config);
+
 // torch::optim::AdamW whose step() updates each CPU fp32/fp64 parameter in one
 // fused, multi-threaded pass (p, grad, exp_avg, exp_avg_sq read once; p,
 // exp_avg, exp_avg_sq written once) instead of torch's ~10 tensor passes. Same

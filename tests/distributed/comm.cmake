@@ -10,13 +10,7 @@ if(CLIPSCALE_HAVE_NCCL)  # the watchdog test enqueues ATen's CUDA sleep kernel
   target_compile_definitions(comm_test PRIVATE CLIPSCALE_TEST_NCCL=1)
 endif()
 set_property(TEST comm_test APPEND PROPERTY ENVIRONMENT CLIPSCALE_EXPECTED_RANKS=2)
-foreach(_np 4)
-  add_test(NAME comm_test_np${_np}
-    COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe
-            ${MPIEXEC_NUMPROC_FLAG} ${_np} $<TARGET_FILE:comm_test>)
-  set_tests_properties(comm_test_np${_np} PROPERTIES LABELS "unit;mpi" TIMEOUT 180
-    ENVIRONMENT "CLIPSCALE_EXPECTED_RANKS=${_np};CLIPSCALE_DATA_DIR=${CLIPSCALE_DATA_DIR}")
-endforeach()
+clipscale_mpi_test_ranks(comm_test 4 LABELS "unit;mpi" TIMEOUT 180)
 add_test(NAME comm_test_gpu
   COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_NUMPROC_FLAG} 1
           $<TARGET_FILE:comm_test> --gtest_filter=Nccl*)

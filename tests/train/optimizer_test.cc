@@ -97,15 +97,8 @@ ParamCopies Copy(const ParameterGroups& groups, torch::Dtype dtype, const torch:
 
 template <class Optimizer>
 std::unique_ptr<Optimizer> MakeOptimizer(const ParamCopies& params, const OptimizerConfig& config) {
-  auto options = [&](double decay) {
-    auto o = std::make_unique<torch::optim::AdamWOptions>(0.0);
-    o->betas({config.beta1, config.beta2}).eps(config.eps).weight_decay(decay);
-    return o;
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(params.decay, options(config.weight_decay));
-  groups.emplace_back(params.no_decay, options(0.0));
-  return std::make_unique<Optimizer>(groups, torch::optim::AdamWOptions(0.0));
+  return std::make_unique<Optimizer>(AdamWParamGroups(params.decay, params.no_decay, config),
+                                     torch::optim::AdamWOptions(0.0));
 }
 
 // Runs torch's AdamW and FusedAdamW side by side for several steps (varying lr,

@@ -11,13 +11,8 @@ clipscale_test(train_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/train_test.cc
 clipscale_test(data_parallel_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/data_parallel_test.cc
   DEPS clipscale_train LABELS "unit;mpi" TORCH_PCH NP 1 TIMEOUT 300)
 set_property(TEST data_parallel_test APPEND PROPERTY ENVIRONMENT CLIPSCALE_EXPECTED_RANKS=1)
-foreach(_np 2 4)
-  add_test(NAME data_parallel_test_np${_np}
-    COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe
-            ${MPIEXEC_NUMPROC_FLAG} ${_np} $<TARGET_FILE:data_parallel_test>)
-  set_tests_properties(data_parallel_test_np${_np} PROPERTIES LABELS "unit;mpi" TIMEOUT 300
-    ENVIRONMENT "CLIPSCALE_EXPECTED_RANKS=${_np};CLIPSCALE_DATA_DIR=${CLIPSCALE_DATA_DIR}")
-endforeach()
+clipscale_mpi_test_ranks(data_parallel_test 2 LABELS "unit;mpi" TIMEOUT 300)
+clipscale_mpi_test_ranks(data_parallel_test 4 LABELS "unit;mpi" TIMEOUT 300)
 # mpirun -np W clipscale train, end to end.
 clipscale_test(train_distributed_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/train_distributed_test.cc
