@@ -39,6 +39,19 @@ absl::Status CheckLaunchedAlone() {
   return absl::OkStatus();
 }
 
+// A launcher that promised W ranks while MPI found fewer (torchrun's
+// RANK/WORLD_SIZE do not bootstrap MPI: each process becomes a singleton)
+// would train W copies apart.
+absl::Status CheckMpiSeesTheLaunch() {
+  ASSIGN_OR_RETURN(LaunchEnv env, ParseLaunchEnv(ProcessEnvironment()));
+  if (env.world_size != WorldSize()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ", env.launcher, " launcher started ", env.world_size, " ranks but MPI sees ",
+        WorldSize(), "; start the job with mpirun or srun (torchrun cannot bootstrap MPI)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> ResolveAuto() {
   if (!MpiRuntime::Active()) {
     RETURN_IF_ERROR(CheckLaunchedAlone());
@@ -67,11 +80,13 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(
     return absl::InvalidArgumentError(
         absl::StrCat("nccl_timeout_s must be positive, got ", options.nccl_timeout_s));
   }
+  if (MpiRuntime::Active()) RETURN_IF_ERROR(CheckMpiSeesTheLaunch());
   std::string backend = options.backend;
   if (backend == "auto") {
     ASSIGN_OR_RETURN(backend, ResolveAuto());
   }
   if (backend == "local") {
+    if (!MpiRuntime::Active()) RETURN_IF_ERROR(CheckLaunchedAlone());
     if (MpiRuntime::Active() && WorldSize() > 1) {
       return absl::FailedPreconditionError(absl::StrCat("backend local in a job of ", WorldSize(),
                                                         " MPI ranks would train them apart"));

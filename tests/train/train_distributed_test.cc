@@ -135,5 +135,19 @@ TEST(TrainDistributed, UnevenSplitFailsOnEveryRankWithoutHanging) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/run/metrics.jsonl"));
 }
 
+// torchrun's variables cannot bootstrap MPI: each process would be a singleton
+// training alone. The job must fail, saying how to launch it.
+TEST(TrainDistributed, TorchrunVariablesWithoutMpiFail) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string recipe = WriteRecipe(dir, "");
+  auto r = testing::RunCommand("env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 " +
+                               testing::ShellQuote(Binary()) + " train --config " +
+                               testing::ShellQuote(recipe) + " --set output=" +
+                               testing::ShellQuote(dir + "/run"));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("started 2 ranks but MPI sees 1"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/metrics.jsonl"));
+}
+
 }  // namespace
 }  // namespace clipscale
