@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "core/status.h"
+#include "distributed/autograd_comm.h"
 
 namespace clipscale {
 namespace {
@@ -10,18 +11,14 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-int64_t PackComm(Communicator* comm) { return reinterpret_cast<intptr_t>(comm); }
-
 class AllGatherFunction : public torch::autograd::Function<AllGatherFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& local, Communicator* comm) {
-    ctx->saved_data["comm"] = PackComm(comm);
+    SaveComm(ctx, comm);
     return comm->AllGather(local.contiguous());
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
-    auto* comm =
-        reinterpret_cast<Communicator*>(static_cast<intptr_t>(ctx->saved_data["comm"].toInt()));
-    return {comm->ReduceScatter(grad_out[0].contiguous()), at::Tensor()};
+    return {SavedComm(ctx)->ReduceScatter(grad_out[0].contiguous()), at::Tensor()};
   }
 };
 

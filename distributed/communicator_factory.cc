@@ -28,36 +28,27 @@ int WorldSize() {
   return size;
 }
 
-// Guards against N copies of a single-rank job that each think they are alone.
-absl::Status CheckLaunchedAlone() {
+// Guards against N copies of a job that each think they are alone: the ranks
+// the launcher promised must be the ranks MPI found (1 without MPI). torchrun's
+// RANK/WORLD_SIZE, for one, do not bootstrap MPI: each process is a singleton.
+absl::Status CheckLaunchMatchesMpi() {
   ASSIGN_OR_RETURN(LaunchEnv env, ParseLaunchEnv(ProcessEnvironment()));
-  if (env.world_size > 1) {
+  const bool mpi = MpiRuntime::Active();
+  const int mpi_size = mpi ? WorldSize() : 1;
+  if (env.world_size == mpi_size) return absl::OkStatus();
+  const std::string started =
+      absl::StrCat("the ", env.launcher, " launcher started ", env.world_size, " ranks but ");
+  if (!mpi) {
     return absl::FailedPreconditionError(
-        absl::StrCat("the ", env.launcher, " launcher started ", env.world_size,
-                     " ranks but MPI is not initialized; main must create a MpiRuntime"));
+        absl::StrCat(started, "MPI is not initialized; main must create a MpiRuntime"));
   }
-  return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat(started, "MPI sees ", mpi_size,
+                   "; start the job with mpirun or srun (torchrun cannot bootstrap MPI)"));
 }
 
-// A launcher that promised W ranks while MPI found fewer (torchrun's
-// RANK/WORLD_SIZE do not bootstrap MPI: each process becomes a singleton)
-// would train W copies apart.
-absl::Status CheckMpiSeesTheLaunch() {
-  ASSIGN_OR_RETURN(LaunchEnv env, ParseLaunchEnv(ProcessEnvironment()));
-  if (env.world_size != WorldSize()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the ", env.launcher, " launcher started ", env.world_size, " ranks but MPI sees ",
-        WorldSize(), "; start the job with mpirun or srun (torchrun cannot bootstrap MPI)"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ResolveAuto() {
-  if (!MpiRuntime::Active()) {
-    RETURN_IF_ERROR(CheckLaunchedAlone());
-    return std::string("local");
-  }
-  if (WorldSize() == 1) return std::string("local");
+std::string ResolveAuto() {
+  if (!MpiRuntime::Active() || WorldSize() == 1) return std::string("local");
   return std::string(kHaveNccl && torch::cuda::is_available() ? "nccl" : "mpi");
 }
 
@@ -80,13 +71,13 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(
     return absl::InvalidArgumentError(
         absl::StrCat("nccl_timeout_s must be positive, got ", options.nccl_timeout_s));
   }
-  if (MpiRuntime::Active()) RETURN_IF_ERROR(CheckMpiSeesTheLaunch());
   std::string backend = options.backend;
-  if (backend == "auto") {
-    ASSIGN_OR_RETURN(backend, ResolveAuto());
+  // Without MPI, "mpi" and "nccl" fail below with their own reason.
+  if (MpiRuntime::Active() || backend == "auto" || backend == "local") {
+    RETURN_IF_ERROR(CheckLaunchMatchesMpi());
   }
+  if (backend == "auto") backend = ResolveAuto();
   if (backend == "local") {
-    if (!MpiRuntime::Active()) RETURN_IF_ERROR(CheckLaunchedAlone());
     if (MpiRuntime::Active() && WorldSize() > 1) {
       return absl::FailedPreconditionError(absl::StrCat("backend local in a job of ", WorldSize(),
                                                         " MPI ranks would train them apart"));

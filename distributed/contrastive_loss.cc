@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "distributed/autograd_comm.h"
 
 namespace clipscale {
 namespace {
@@ -74,13 +75,6 @@ void CheckInputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& t, 
                c10::str(y.sizes()));
   CS_CHECK_MSG(x.size(0) > 0, "empty batch");
   CS_CHECK_MSG(t.numel() == 1, "logit_scale must hold one value, has ", t.numel());
-}
-
-// The communicator pointer rides in saved_data as an integer: IValue has no raw
-// pointer type, and the caller keeps the communicator alive across backward.
-int64_t PackComm(Communicator* comm) { return reinterpret_cast<intptr_t>(comm); }
-Communicator* UnpackComm(AutogradContext* ctx) {
-  return reinterpret_cast<Communicator*>(static_cast<intptr_t>(ctx->saved_data["comm"].toInt()));
 }
 
 // With one rank the collectives are identities; skipping them saves an N×d copy each.
@@ -165,7 +159,7 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
     const at::Tensor local =
         (row_lse - pos).sum() + (col_lse.slice(0, offset, offset + n) - pos).sum();
     ctx->save_for_backward({x, y_all, log_scale, row_lse, col_lse});
-    ctx->saved_data["comm"] = PackComm(comm);
+    SaveComm(ctx, comm);
     ctx->saved_data["tile"] = tile;
     ctx->saved_data["x_type"] = image.scalar_type();
     ctx->saved_data["y_type"] = text.scalar_type();
@@ -176,7 +170,7 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &y_all = saved[1], &log_scale = saved[2];
     const at::Tensor &row_lse = saved[3], &col_lse = saved[4];
-    Communicator* comm = UnpackComm(ctx);
+    Communicator* comm = SavedComm(ctx);
     const int64_t tile = ctx->saved_data["tile"].toInt();
     const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
     const at::Tensor scale_t = log_scale.to(x.scalar_type()).reshape({}).exp();
@@ -279,7 +273,7 @@ class SigLipLossFunction : public torch::autograd::Function<SigLipLossFunction> 
     // The inputs themselves (no copies), for a second backward pass
     // (retain_graph), which recomputes.
     ctx->save_for_backward({image, text, log_scale, bias});
-    ctx->saved_data["comm"] = PackComm(comm);
+    SaveComm(ctx, comm);
     ctx->saved_data["tile"] = tile;
     return AllReduceSum(parts.loss, comm) / static_cast<double>(y_all.size(0));
   }
@@ -297,7 +291,7 @@ class SigLipLossFunction : public torch::autograd::Function<SigLipLossFunction> 
       parts.gb = ctx->saved_data["gb"].toTensor();
       for (const char* key : {"gx", "gy", "gt", "gb"}) ctx->saved_data.erase(key);
     } else {
-      Communicator* comm = UnpackComm(ctx);
+      Communicator* comm = SavedComm(ctx);
       parts = SigLipPass(image.to(acc).contiguous(), GatherRows(text.to(acc).contiguous(), comm),
                          log_scale, bias, comm, ctx->saved_data["tile"].toInt(), false, true);
     }

@@ -91,24 +91,27 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
   const int count = static_cast<int>(params_.size());
   slots_.resize(count);
   ready_.assign(count, false);
-  int64_t bytes = 0;
+  // Reverse order: roughly the order in which backward finishes gradients.
+  // A bucket takes parameters of one dtype and device up to bucket_bytes.
+  int64_t numel = 0;              // elements in the open bucket
+  torch::TensorOptions current;  // the open bucket's dtype and device
   for (int i = count - 1; i >= 0; --i) {
     const torch::Tensor& p = params_[i];
     CS_CHECK_MSG(p.requires_grad(), "GradientReducer: parameter ", i, " requires no gradient");
-    const bool fits = !buckets_.empty() && bytes + p.nbytes() <= static_cast<size_t>(bucket_bytes) &&
-                      buckets_.back().buffer.scalar_type() == p.scalar_type() &&
-                      buckets_.back().buffer.device() == p.device();
+    const bool fits = !buckets_.empty() && current.dtype() == p.dtype() &&
+                      current.device() == p.device() &&
+                      (numel + p.numel()) * p.element_size() <= bucket_bytes;
     if (!fits) {
+      if (!buckets_.empty()) buckets_.back().buffer = torch::empty({numel}, current);
       buckets_.push_back(Bucket{});
-      buckets_.back().buffer = torch::empty({0}, p.options());
-      bytes = 0;
+      current = p.options();
+      numel = 0;
     }
-    Bucket& bucket = buckets_.back();
-    slots_[i] = Slot{static_cast<int>(buckets_.size()) - 1, bucket.buffer.numel()};
-    bucket.params.push_back(i);
-    bucket.buffer = torch::empty({bucket.buffer.numel() + p.numel()}, p.options());
-    bytes += static_cast<int64_t>(p.nbytes());
+    slots_[i] = Slot{static_cast<int>(buckets_.size()) - 1, numel};
+    buckets_.back().params.push_back(i);
+    numel += p.numel();
   }
+  if (!buckets_.empty()) buckets_.back().buffer = torch::empty({numel}, current);
   for (int i = 0; i < count; ++i) {
     torch::autograd::impl::set_post_acc_grad_hooks(
         params_[i], std::make_unique<ReadyHook>([this, i] { OnGradReady(i); }));
@@ -116,9 +119,8 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
 }
 
 GradientReducer::~GradientReducer() {
-  for (auto& p : params_) {
-    if (comm_->size() > 1) torch::autograd::impl::post_acc_grad_hooks(p).reset();
-  }
+  if (comm_->size() == 1) return;  // no hooks were set
+  for (auto& p : params_) torch::autograd::impl::post_acc_grad_hooks(p).reset();
 }
 
 void GradientReducer::Prepare() {
@@ -264,7 +266,7 @@ void BroadcastModule(torch::nn::Module& module, Communicator& comm, int root) {
   if (comm.size() == 1) return;
   torch::NoGradGuard no_grad;
   for (auto& p : module.parameters()) comm.Broadcast(p, root);
-  for (auto& b : module.buffers()) comm.Broadcast(b, root);
+  BroadcastBuffers(module, comm, root);
 }
 
 bool BroadcastBuffers(torch::nn::Module& module, Communicator& comm, int root) {

@@ -65,9 +65,9 @@ std::vector<double> Losses(const std::string& run) {
   return losses;
 }
 
-testing::CommandResult Train(int ranks, const std::string& recipe, const std::string& output,
-                             const std::string& sets = "") {
-  const std::string launch = ranks > 0 ? Mpirun(ranks) : "";
+// `launch` prefixes the command: "" (one plain process), Mpirun(W), env ...
+testing::CommandResult Train(const std::string& launch, const std::string& recipe,
+                             const std::string& output, const std::string& sets = "") {
   return testing::RunCommand(launch + testing::ShellQuote(Binary()) + " train --config " +
                              testing::ShellQuote(recipe) + " --set output=" +
                              testing::ShellQuote(output) + " " + sets);
@@ -78,10 +78,10 @@ TEST(TrainDistributed, TwoRanksFollowOneProcess) {
   const std::string recipe = WriteRecipe(dir, "");
   // 12 steps of 32. One plain process, then 2 ranks with 16 each, the second
   // also caching gradients over micro-batches of 5 (16 = 5+5+5+1).
-  auto single = Train(0, recipe, dir + "/w1");
+  auto single = Train("", recipe, dir + "/w1");
   ASSERT_EQ(single.exit_code, 0) << single.output;
   EXPECT_NE(single.output.find("1 rank(s), backend local"), std::string::npos) << single.output;
-  auto two = Train(2, recipe, dir + "/w2", "--set data.micro_batch_size=5");
+  auto two = Train(Mpirun(2), recipe, dir + "/w2", "--set data.micro_batch_size=5");
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_NE(two.output.find("2 rank(s), backend mpi, device cpu"), std::string::npos) << two.output;
   // Rank 0 alone reports.
@@ -111,7 +111,7 @@ TEST(TrainDistributed, TwoRanksFollowOneProcess) {
 TEST(TrainDistributed, SigLipOnFourRanks) {
   const std::string dir = testing::MakeTempDir();
   const std::string recipe = WriteRecipe(dir, "loss: siglip\n");
-  auto four = Train(4, recipe, dir + "/run");
+  auto four = Train(Mpirun(4), recipe, dir + "/run");
   ASSERT_EQ(four.exit_code, 0) << four.output;
   EXPECT_NE(four.output.find("4 rank(s), backend mpi"), std::string::npos) << four.output;
   const std::vector<double> losses = Losses(dir + "/run");
@@ -127,7 +127,7 @@ TEST(TrainDistributed, SigLipOnFourRanks) {
 TEST(TrainDistributed, UnevenSplitFailsOnEveryRankWithoutHanging) {
   const std::string dir = testing::MakeTempDir();
   const std::string recipe = WriteRecipe(dir, "");
-  auto three = Train(3, recipe, dir + "/run");  // 32 samples do not split over 3 ranks
+  auto three = Train(Mpirun(3), recipe, dir + "/run");  // 32 samples do not split over 3 ranks
   EXPECT_NE(three.exit_code, 0) << three.output;
   EXPECT_NE(three.output.find("data.batch_size: 32 does not split evenly over 3 ranks"),
             std::string::npos)
@@ -140,10 +140,7 @@ TEST(TrainDistributed, UnevenSplitFailsOnEveryRankWithoutHanging) {
 TEST(TrainDistributed, TorchrunVariablesWithoutMpiFail) {
   const std::string dir = testing::MakeTempDir();
   const std::string recipe = WriteRecipe(dir, "");
-  auto r = testing::RunCommand("env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 " +
-                               testing::ShellQuote(Binary()) + " train --config " +
-                               testing::ShellQuote(recipe) + " --set output=" +
-                               testing::ShellQuote(dir + "/run"));
+  auto r = Train("env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 ", recipe, dir + "/run");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("started 2 ranks but MPI sees 1"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir + "/run/metrics.jsonl"));
