@@ -34,6 +34,24 @@ class TarWriter {
   std::string path_;
 };
 
+// Where one regular-file member's bytes lie in an archive (no data read).
+struct TarEntry {
+  std::string name;
+  uint64_t offset = 0;  // byte offset of the member's data in the archive
+  uint64_t size = 0;
+};
+
+// Walks the headers of an archive without reading member data: `visit` gets
+// each regular file in order. Every size a header claims is checked against
+// the file's size before it is believed, so a lying header costs nothing.
+// pax `path`/`size` records and GNU `L` long names apply to the next member.
+// An archive that ends (at a block boundary) without its two zero blocks is
+// accepted, as Python's tarfile accepts it; a corrupt header or a member cut
+// short stops the walk with DataLoss naming the byte offset, after the members
+// before it were visited. `visit` returning an error stops the walk too.
+absl::Status ScanTar(const std::string& path,
+                     const std::function<absl::Status(const TarEntry&)>& visit);
+
 // One regular-file member of an archive.
 struct TarMember {
   std::string name;
@@ -41,9 +59,7 @@ struct TarMember {
   int64_t offset = 0;  // byte offset of the member's data in the archive
 };
 
-// Calls `visit` for each regular file in order. A corrupt header or a
-// truncated archive stops the walk with a DataLoss error naming the offset;
-// members already visited stay visited. `visit` returning an error stops too.
+// ScanTar, with each member's data read (only after its size was checked).
 absl::Status ReadTar(const std::string& path,
                      const std::function<absl::Status(const TarMember&)>& visit);
 
