@@ -13,7 +13,7 @@ if(NOT CLIPSCALE_PYTHON)
     set(CLIPSCALE_PYTHON ${_cache}/venv/bin/python CACHE FILEPATH "" FORCE)
   endif()
 endif()
-if(CLIPSCALE_PYTHON)
+if(CLIPSCALE_PYTHON AND CLIPSCALE_WITH_TORCH)
   execute_process(
     COMMAND ${CLIPSCALE_PYTHON} -c
       "import os, torch; print(torch.utils.cmake_prefix_path); print(os.path.dirname(os.path.dirname(torch.__file__)))"
@@ -36,6 +36,9 @@ if(CLIPSCALE_SITE_PACKAGES)
 endif()
 
 # --- CUDA and NCCL: compiled and linked whenever the toolkit is present -------
+if(NOT CLIPSCALE_WITH_TORCH)
+  set(CLIPSCALE_WITH_CUDA OFF)  # only core/ and data/: nothing uses CUDA, NCCL or MPI
+endif()
 if(NOT CLIPSCALE_WITH_CUDA STREQUAL "OFF")
   include(CheckLanguage)
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
@@ -76,27 +79,31 @@ endif()
 # when no protobuf target exists yet, which would leave gRPC and us unlinked.
 find_package(Protobuf REQUIRED)
 
-# LibTorch's config looks for CUDA itself when the wheel was built with it.
-if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
-  set(ENV{TORCH_CUDA_ARCH_LIST} "9.0")  # H100/H200; torch ignores CMAKE_CUDA_ARCHITECTURES
+# LibTorch and MPI: only models/, distributed/, train/ and the CLI use them.
+if(CLIPSCALE_WITH_TORCH)
+  # LibTorch's config looks for CUDA itself when the wheel was built with it.
+  if(NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+    set(ENV{TORCH_CUDA_ARCH_LIST} "9.0")  # H100/H200; torch ignores CMAKE_CUDA_ARCHITECTURES
+  endif()
+  find_package(Torch REQUIRED)
+  add_library(clipscale_torch INTERFACE)
+  target_link_libraries(clipscale_torch INTERFACE ${TORCH_LIBRARIES})
+  target_include_directories(clipscale_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+  target_compile_options(clipscale_torch INTERFACE
+    $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
+
+  # A precompiled header of the LibTorch API that the torch-using libraries reuse.
+  file(WRITE ${CMAKE_BINARY_DIR}/clipscale_torch_pch.cc "")
+  add_library(clipscale_torch_pch STATIC ${CMAKE_BINARY_DIR}/clipscale_torch_pch.cc)
+  target_link_libraries(clipscale_torch_pch PUBLIC clipscale_torch PRIVATE clipscale_warnings)
+  target_precompile_headers(clipscale_torch_pch PRIVATE <torch/torch.h>)
+
+  find_package(MPI REQUIRED COMPONENTS C)
+  # Only the C API is used; keep the deprecated C++ bindings out of every TU.
+  target_compile_definitions(MPI::MPI_C INTERFACE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
 endif()
-find_package(Torch REQUIRED)
-add_library(clipscale_torch INTERFACE)
-target_link_libraries(clipscale_torch INTERFACE ${TORCH_LIBRARIES})
-target_include_directories(clipscale_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
-target_compile_options(clipscale_torch INTERFACE
-  $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
 
-# A precompiled header of the LibTorch API that the torch-using libraries reuse.
-file(WRITE ${CMAKE_BINARY_DIR}/clipscale_torch_pch.cc "")
-add_library(clipscale_torch_pch STATIC ${CMAKE_BINARY_DIR}/clipscale_torch_pch.cc)
-target_link_libraries(clipscale_torch_pch PUBLIC clipscale_torch PRIVATE clipscale_warnings)
-target_precompile_headers(clipscale_torch_pch PRIVATE <torch/torch.h>)
-
-# --- MPI and the Debian libraries ---------------------------------------------
-find_package(MPI REQUIRED COMPONENTS C)
-# Only the C API is used; keep the deprecated C++ bindings out of every TU.
-target_compile_definitions(MPI::MPI_C INTERFACE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+# --- The Debian libraries ---------------------------------------------------------
 find_package(absl REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(gRPC CONFIG REQUIRED)
@@ -111,4 +118,8 @@ pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
 pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)
 
-message(STATUS "clipscale: torch ${Torch_VERSION}, CUDA ${CLIPSCALE_HAVE_CUDA}, NCCL ${CLIPSCALE_HAVE_NCCL}")
+if(CLIPSCALE_WITH_TORCH)
+  message(STATUS "clipscale: torch ${Torch_VERSION}, CUDA ${CLIPSCALE_HAVE_CUDA}, NCCL ${CLIPSCALE_HAVE_NCCL}")
+else()
+  message(STATUS "clipscale: core/ and data/ only (CLIPSCALE_WITH_TORCH=OFF)")
+endif()
