@@ -73,6 +73,21 @@ absl::Status ApplyOverrides(YAML::Node& root, const std::vector<std::string>& ov
   return absl::OkStatus();
 }
 
+std::string ConfigKeyWhere(const YAML::Node& root, const ConfigSource& source,
+                           const std::string& key_path) {
+  YAML::Node node;  // reset() rebinds a handle; operator= would overwrite the value
+  node.reset(root);
+  for (const absl::string_view part : absl::StrSplit(key_path, '.')) {
+    if (!node.IsMap()) return source.file;
+    const YAML::Node& parent = node;
+    YAML::Node child = parent[std::string(part)];
+    if (!child.IsDefined()) return source.file;
+    node.reset(child);
+  }
+  std::vector<std::string> unused;
+  return ConfigReader(&source, root, "", &unused).Where(node, key_path);
+}
+
 absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open config file ", path));

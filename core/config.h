@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -56,6 +57,40 @@ const char* TypeName() {
   if constexpr (std::is_floating_point_v<T>) return "a number";
   if constexpr (std::is_same_v<T, std::string>) return "a string";
   return "a value";
+}
+
+// Decimal digits with an optional sign ("010" is 10); false for anything else
+// ("0x10", "1e3", " 5") and for values outside T's range.
+template <class T>
+bool ParseDecimal(const std::string& text, T* out) {
+  size_t i = (!text.empty() && (text[0] == '+' || text[0] == '-')) ? 1 : 0;
+  if (i == text.size()) return false;
+  for (size_t k = i; k < text.size(); ++k) {
+    if (text[k] < '0' || text[k] > '9') return false;
+  }
+  const bool negative = text[0] == '-';
+  if (negative && std::is_unsigned_v<T>) return false;
+  // Accumulate towards the sign so that the most negative value fits.
+  T value = 0;
+  for (; i < text.size(); ++i) {
+    const T digit = static_cast<T>(text[i] - '0');
+    if (negative) {
+      if (value < (std::numeric_limits<T>::min() + digit) / 10) return false;
+      value = static_cast<T>(value * 10 - digit);
+    } else {
+      if (value > (std::numeric_limits<T>::max() - digit) / 10) return false;
+      value = static_cast<T>(value * 10 + digit);
+    }
+  }
+  *out = value;
+  return true;
+}
+
+template <class T>
+std::string IntegerRule() {
+  // Unary + promotes 8-bit types, which would otherwise print as characters.
+  return absl::StrCat("decimal digits, ", +std::numeric_limits<T>::min(), " to ",
+                      +std::numeric_limits<T>::max());
 }
 
 }  // namespace config_internal
@@ -123,6 +158,17 @@ class ConfigReader {
         Read(node[i], absl::StrCat(path, "[", i, "]"), item);
         value.push_back(std::move(item));
       }
+    } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      // yaml-cpp reads integers with the base taken from the prefix, so "010"
+      // would be 8 and "0x10" 16; config integers are decimal only.
+      if (!node.IsScalar()) {
+        return Error(node, path, absl::StrCat("expected an integer, got ",
+                                              node.IsMap() ? "a mapping" : "a list"));
+      }
+      if (!ParseDecimal(node.Scalar(), &value)) {
+        Error(node, path, absl::StrCat("expected an integer, got '", node.Scalar(), "' (",
+                                       IntegerRule<T>(), ")"));
+      }
     } else {
       if (!node.IsScalar() || !YAML::convert<T>::decode(node, value)) {
         std::string got = node.IsScalar() ? absl::StrCat("'", node.Scalar(), "'")
@@ -177,6 +223,12 @@ class ConfigWriter {
 // Applies `key.path=value` overrides to a YAML tree; value is parsed as YAML.
 absl::Status ApplyOverrides(YAML::Node& root, const std::vector<std::string>& overrides,
                             ConfigSource* source);
+
+// Where the value of `key_path` ("data.batch_size") came from, for messages
+// about a bound config: "file:line:col", "--set key", or the file alone when
+// the key was not given (its default applies).
+std::string ConfigKeyWhere(const YAML::Node& root, const ConfigSource& source,
+                           const std::string& key_path);
 
 // Parses a YAML file; errors carry the file name and line.
 absl::StatusOr<YAML::Node> LoadYamlFile(const std::string& path);

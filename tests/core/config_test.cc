@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -80,6 +81,47 @@ TEST(ConfigTest, WrongTypeNamesFileLineKeyAndValue) {
   // Both problems are reported at once.
   EXPECT_THAT(error, HasSubstr(path + ":2:10: inner.depth: expected an integer, got 'abc'"));
   EXPECT_THAT(error, HasSubstr(path + ":3:7: flag: expected a boolean, got 'maybe'"));
+}
+
+// yaml-cpp alone reads "010" as 8 and "0x10" as 16 (base from the prefix).
+TEST(ConfigTest, IntegersAreDecimal) {
+  absl::StatusOr<Outer> config =
+      ParseConfigString<Outer>("inner:\n  depth: 010\n  sizes: [+7, -0012]\n", "text");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->inner.depth, 10);
+  EXPECT_EQ(config->inner.sizes, (std::vector<int>{7, -12}));
+  EXPECT_EQ(ParseConfigString<Outer>("", "text", {"inner.depth=08"})->inner.depth, 8);
+
+  const std::string path = WriteConfig("inner:\n  depth: 0x10\nmaybe: 1e3\n");
+  const std::string error = ErrorOf(LoadConfigFile<Outer>(path));
+  EXPECT_THAT(error, HasSubstr(path + ":2:10: inner.depth: expected an integer, got '0x10' "
+                                      "(decimal digits, -2147483648 to 2147483647)"));
+  EXPECT_THAT(error, HasSubstr(path + ":3:8: maybe: expected an integer, got '1e3'"));
+  EXPECT_THAT(ErrorOf(ParseConfigString<Outer>("inner: {depth: 0o10}\n", "text")),
+              HasSubstr("inner.depth: expected an integer, got '0o10'"));
+  EXPECT_THAT(ErrorOf(ParseConfigString<Outer>("inner: {depth: 2147483648}\n", "text")),
+              HasSubstr("inner.depth: expected an integer, got '2147483648'"));
+  EXPECT_EQ(ParseConfigString<Outer>("inner: {depth: -2147483648}\n", "text")->inner.depth,
+            -2147483648LL);
+}
+
+TEST(ConfigTest, ParseDecimalKeepsToTheTypesRange) {
+  using config_internal::ParseDecimal;
+  int64_t i64 = 0;
+  EXPECT_TRUE(ParseDecimal("9223372036854775807", &i64));
+  EXPECT_EQ(i64, INT64_MAX);
+  EXPECT_TRUE(ParseDecimal("-9223372036854775808", &i64));
+  EXPECT_EQ(i64, INT64_MIN);
+  EXPECT_FALSE(ParseDecimal("9223372036854775808", &i64));
+  EXPECT_FALSE(ParseDecimal("-9223372036854775809", &i64));
+  uint64_t u64 = 0;
+  EXPECT_TRUE(ParseDecimal("18446744073709551615", &u64));
+  EXPECT_EQ(u64, UINT64_MAX);
+  EXPECT_FALSE(ParseDecimal("18446744073709551616", &u64));
+  EXPECT_FALSE(ParseDecimal("-1", &u64));
+  for (const char* bad : {"", "+", "-", " 1", "1 ", "0x1", "1.0", "1_000"}) {
+    EXPECT_FALSE(ParseDecimal(bad, &i64)) << "'" << bad << "'";
+  }
 }
 
 TEST(ConfigTest, SectionGivenAScalarIsAnError) {
