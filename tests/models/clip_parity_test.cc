@@ -140,15 +140,17 @@ TEST_P(ClipParityTest, StateDictKeysShapesDtypesMatchOpenClip) {
   }
 }
 
-// Tolerance 1e-5, absolute. Same weights, same inputs, fp32: the only source of
+// Tolerances, absolute. Same weights, same inputs, fp32: the only source of
 // difference is the order of floating-point sums (GEMM blocking, our
 // scaled_dot_product_attention vs nn.MultiheadAttention's kernel, argmax-pool
 // then LayerNorm vs LayerNorm then pool). Each such reordering perturbs a
 // value by a few ulp relative (fp32 eps 1.2e-7); LayerNorm re-centres every
 // block so errors do not compound, and normalised features have entries < 1,
-// so differences stay ~1e-7..1e-6. Logits are 14.3 x cosine, so their error is
-// at most ~14.3 x (feature error x 2) plus one ulp at 14 (9.5e-7); measured
-// maxima are printed below and sit well under 1e-5.
+// so their differences stay at a few ulp of 1: features get 2e-6 (17 ulp at
+// 1.0; observed <= 1.7e-7 for tiny, ViT-B-32 and RN50, printed below). Logits
+// are 14.3 x cosine, so their error is at most ~14.3 x (feature error x 2)
+// plus one ulp at 14 (9.5e-7): 1e-5 (observed <= 1.4e-6).
+constexpr double kFeatureTolerance = 2e-6;
 constexpr double kTolerance = 1e-5;
 
 void ExpectFeaturesAndLogitsMatch(const Case& c) {
@@ -162,8 +164,8 @@ void ExpectFeaturesAndLogitsMatch(const Case& c) {
   const double d_logits = MaxAbsDiff(logits, io.at("logits_per_image"));
   std::printf("[%s] max |diff|: image %.3g text %.3g logits %.3g\n", c.Label().c_str(), d_image,
               d_text, d_logits);
-  EXPECT_LE(d_image, kTolerance);
-  EXPECT_LE(d_text, kTolerance);
+  EXPECT_LE(d_image, kFeatureTolerance);
+  EXPECT_LE(d_text, kFeatureTolerance);
   EXPECT_LE(d_logits, kTolerance);
   EXPECT_EQ(scale.item<float>(), io.at("logit_scale_exp").item<float>());
   // The unnormalised path is the normalised one before the division.
@@ -229,7 +231,9 @@ TEST(ClipParityTiny, PatchDropoutTrainingMatchesOpenClip) {
   model->train();
   torch::manual_seed(1);  // clip_reference.py: torch.manual_seed(seed + 1), seed 0
   auto features = model->EncodeImage(io.at("images"));
-  EXPECT_LE(MaxAbsDiff(features, io.at("train_image_features")), kTolerance);
+  const double d_train = MaxAbsDiff(features, io.at("train_image_features"));
+  std::printf("[tiny, patch dropout] max |diff|: image %.3g\n", d_train);
+  EXPECT_LE(d_train, kFeatureTolerance);
   // And dropping patches changes the result (the test would see a no-op).
   EXPECT_GT(MaxAbsDiff(features, io.at("image_features")), 1e-3);
 }
@@ -244,7 +248,7 @@ TEST(ClipParityTiny, ShorterTokenBatchGivesSameTextFeatures) {
   ASSERT_LT(length, tokens.size(1));
   auto full = model->EncodeText(tokens);
   auto cut = model->EncodeText(tokens.narrow(1, 0, length).contiguous());
-  EXPECT_LE(MaxAbsDiff(full, cut), kTolerance);
+  EXPECT_LE(MaxAbsDiff(full, cut), kFeatureTolerance);
 }
 
 // The constants of OpenCLIP's init, read off its code. Std tolerances are 6
