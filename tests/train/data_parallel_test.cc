@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "core/status.h"
 #include "distributed/autograd_collectives.h"
@@ -74,8 +75,14 @@ ModelConfig SmallConfig(double patch_dropout = 0.0, bool bias = false) {
   return *config;
 }
 
-// The same global batch on every rank. Samples 9 and 14 duplicate samples 2
-// and 5 (image and caption), so duplicates sit on the same and on other ranks.
+// Duplicated samples (same image, same caption) as (copy, original). With
+// W = 2 (rows 0-7 | 8-15) and W = 4 (0-3 | 4-7 | 8-11 | 12-15), the pairs
+// (3, 1) and (15, 13) sit on one rank and (9, 2) and (14, 5) on two; with
+// W = 1 all of them share the rank. DuplicatesSitOnTheSameAndOnOtherRanks
+// checks this for the W it runs with.
+constexpr std::pair<int64_t, int64_t> kDuplicates[] = {{3, 1}, {15, 13}, {9, 2}, {14, 5}};
+
+// The same global batch on every rank, with the duplicates above.
 struct GlobalBatch {
   torch::Tensor images, tokens;
 };
@@ -89,7 +96,7 @@ GlobalBatch MakeGlobalBatch(torch::ScalarType dtype) {
     b.tokens[i][eot] = kVocab - 1;
     b.tokens[i].narrow(0, eot + 1, kContext - eot - 1).zero_();
   }
-  for (auto [dup, orig] : {std::pair{9, 2}, std::pair{14, 5}}) {
+  for (auto [dup, orig] : kDuplicates) {
     b.images[dup].copy_(b.images[orig]);
     b.tokens[dup].copy_(b.tokens[orig]);
   }
@@ -211,6 +218,21 @@ void CheckContract(const Case& c, torch::ScalarType dtype, double tolerance) {
                   std::exp(c.logit_scale), c.lock_image, static_cast<long long>(micro),
                   dtype == torch::kFloat64 ? "fp64" : "fp32", loss, worst, worst_name.c_str());
     }
+  }
+}
+
+// The batch the contract tests use has, for this W, duplicates within one
+// rank and (for W > 1) duplicates across ranks, and they are real copies.
+TEST(DataParallelContract, DuplicatesSitOnTheSameAndOnOtherRanks) {
+  const int64_t n = kGlobalBatch / Comm()->size();
+  int same = 0, across = 0;
+  for (auto [dup, orig] : kDuplicates) ++(dup / n == orig / n ? same : across);
+  EXPECT_GE(same, 2) << "W=" << Comm()->size();
+  if (Comm()->size() > 1) EXPECT_GE(across, 2) << "W=" << Comm()->size();
+  const GlobalBatch batch = MakeGlobalBatch(torch::kFloat64);
+  for (auto [dup, orig] : kDuplicates) {
+    EXPECT_TRUE(torch::equal(batch.images[dup], batch.images[orig])) << dup;
+    EXPECT_TRUE(torch::equal(batch.tokens[dup], batch.tokens[orig])) << dup;
   }
 }
 
