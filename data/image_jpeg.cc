@@ -47,6 +47,18 @@ bool IsTruncationWarning(const std::string& message) {
   return message.find("Premature end of JPEG file") != std::string::npos;
 }
 
+// True when the data ends before the end-of-image marker that must follow the
+// last scan. libjpeg then asks for bytes past the end, which Pillow reports as
+// "image file is truncated". We check it ourselves because TurboJPEG keeps only
+// its first warning's text: after a harmless first warning ("extraneous bytes")
+// the truncation went unseen and the missing pixels came back grey. Neither
+// 0xFFDA nor 0xFFD9 can occur inside entropy-coded data (0xFF is stuffed), so
+// the last SOS found is the last scan's.
+bool EndsBeforeEoi(const std::string& bytes) {
+  const size_t sos = bytes.rfind("\xFF\xDA");
+  return sos != std::string::npos && bytes.find("\xFF\xD9", sos) == std::string::npos;
+}
+
 struct JpegHeader {
   int width = 0;
   int height = 0;
@@ -146,6 +158,11 @@ tjscalingfactor PickScale(const JpegHeader& header, int min_side) {
 absl::StatusOr<Image> DecodeJpeg(const std::string& bytes, int min_side) {
   ASSIGN_OR_RETURN(JpegHeader header, ReadHeader(bytes));
   RETURN_IF_ERROR(CheckImageSize("JPEG", header.width, header.height));
+  // Before allocating: a few bytes claiming a huge frame are refused at once.
+  if (EndsBeforeEoi(bytes)) {
+    return absl::DataLossError(
+        "JPEG: file is truncated (no end-of-image marker after the last scan)");
+  }
   tjscalingfactor scale = PickScale(header, min_side);
   Image image;
   image.width = TJSCALED(header.width, scale);

@@ -1,11 +1,11 @@
 #include "data/tar.h"
 
+#include <sys/stat.h>
+
 #include <array>
 #include <cstring>
 #include <memory>
 #include <optional>
-
-#include <sys/stat.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -84,15 +84,16 @@ absl::StatusOr<PaxRecords> ParsePax(const std::string& records) {
   while (pos < records.size()) {
     const size_t space = records.find(' ', pos);
     size_t length = 0;
-    if (space == std::string::npos || !absl::SimpleAtoi(records.substr(pos, space - pos), &length) ||
-        length <= space - pos + 1 || pos + length > records.size() ||
-        records[pos + length - 1] != '\n') {
+    if (space == std::string::npos ||
+        !absl::SimpleAtoi(records.substr(pos, space - pos), &length) || length <= space - pos + 1 ||
+        pos + length > records.size() || records[pos + length - 1] != '\n') {
       return absl::DataLossError("malformed pax record");
     }
     const std::string record = records.substr(space + 1, length - (space - pos) - 2);
     // "key=value" with a non-empty key, as Python's tarfile requires.
     const size_t equals = record.find('=');
-    if (equals == std::string::npos || equals == 0) return absl::DataLossError("malformed pax record");
+    if (equals == std::string::npos || equals == 0)
+      return absl::DataLossError("malformed pax record");
     const std::string key = record.substr(0, equals), value = record.substr(equals + 1);
     uint64_t number = 0;
     if (key == "path") out.path = value;
@@ -196,7 +197,8 @@ absl::Status ScanTar(const std::string& path,
   };
   while (true) {
     if (offset >= file_size) return absl::OkStatus();  // no end-of-archive blocks: tarfile's rule
-    if (fseeko(file.get(), static_cast<off_t>(offset), SEEK_SET) != 0) return corrupt("seek failed");
+    if (fseeko(file.get(), static_cast<off_t>(offset), SEEK_SET) != 0)
+      return corrupt("seek failed");
     Header h;
     if (std::fread(&h, 1, kBlock, file.get()) != kBlock) return corrupt("truncated header");
     if (h.name[0] == '\0') {

@@ -163,7 +163,8 @@ TEST(TarTest, ArchiveWithoutEndBlocksKeepsItsLastSample) {
   ASSERT_EQ(bytes->size(), 8u * 512);  // four headers and four data blocks, nothing after
   EXPECT_EQ(OurListing(path), PythonListing(path));
   std::vector<ShardSample> samples;
-  ASSERT_TRUE(ReadShardSamples(path, [&](ShardSample&& s) { samples.push_back(std::move(s)); }).ok());
+  ASSERT_TRUE(
+      ReadShardSamples(path, [&](ShardSample&& s) { samples.push_back(std::move(s)); }).ok());
   ASSERT_EQ(samples.size(), 2u);
   EXPECT_EQ(samples[1].key, "000000002");
   EXPECT_EQ(samples[1].fields["txt"], "last caption");
@@ -235,17 +236,17 @@ TEST(TarTest, GarbagePaxRecordsAreDataLoss) {
   EXPECT_EQ(OurListing(dir + "/good.tar"), PythonListing(dir + "/good.tar"));
 
   const std::vector<std::string> garbage = {
-      "garbage",                   // no length
-      "99 path=x\n",               // length past the records
-      "5 path=x\n",                // length inside the record
-      "-5 path\n",                 // negative length
-      "0 \n",                      // zero length
-      "12 size=abc\n",             // size not a number
-      "11 size=-1\n",              // negative size
+      "garbage",                         // no length
+      "99 path=x\n",                     // length past the records
+      "5 path=x\n",                      // length inside the record
+      "-5 path\n",                       // negative length
+      "0 \n",                            // zero length
+      "12 size=abc\n",                   // size not a number
+      "11 size=-1\n",                    // negative size
       "29 size=18446744073709551616\n",  // 2^64
-      "14 size=99999\n",           // past the end of the file
-      "8 nokey\n",                 // no '='
-      "7 =abc\n",                  // empty key
+      "14 size=99999\n",                 // past the end of the file
+      "8 nokey\n",                       // no '='
+      "7 =abc\n",                        // empty key
       std::string("12 path=a\0b\n\xff\xfe", 15),
   };
   for (size_t i = 0; i < garbage.size(); ++i) {
@@ -261,7 +262,8 @@ TEST(TarTest, TruncatedArchiveKeepsEarlierMembersAndReportsDataLoss) {
   const std::string dir = testing::MakeTempDir();
   auto writer = TarWriter::Create(dir + "/full.tar");
   ASSERT_TRUE(writer.ok());
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(writer->Add(std::to_string(i) + ".txt", std::string(700, 'a' + i)).ok());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(writer->Add(std::to_string(i) + ".txt", std::string(700, 'a' + i)).ok());
   ASSERT_TRUE(writer->Close().ok());
   auto bytes = ReadFile(dir + "/full.tar");
   ASSERT_TRUE(bytes.ok());

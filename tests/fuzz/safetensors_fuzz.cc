@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   unsigned sum = 0;
   for (const clipscale::TensorRecord& t : reader->tensors()) {
     FUZZ_CHECK(static_cast<uint64_t>(clipscale::NumElements(t.shape)) *
-                   clipscale::DTypeSize(t.dtype) == t.nbytes);
+                   clipscale::DTypeSize(t.dtype) ==
+               t.nbytes);
     FUZZ_CHECK(reader->Find(t.name) == &t);
     for (size_t i = 0; i < t.nbytes; ++i) sum += t.data[i];  // faults if outside the mapping
     covered += t.nbytes;
