@@ -25,7 +25,8 @@ absl::StatusOr<std::string> FindDataFile(std::string_view relative) {
   std::vector<std::string> tried;
   for (const std::string& dir : DataSearchPath()) {
     std::filesystem::path candidate = std::filesystem::path(dir) / std::string(relative);
-    if (std::filesystem::exists(candidate)) return candidate.string();
+    std::error_code error;  // an unreadable folder is one more place it is not
+    if (std::filesystem::exists(candidate, error)) return candidate.string();
     tried.push_back(candidate.string());
   }
   return absl::NotFoundError(absl::StrCat("cannot find ", std::string(relative), "; tried ",

@@ -96,7 +96,12 @@ nlohmann::json SampleJson(const std::string& key, const Scene& scene, const std:
 absl::Status WriteSplit(const SynthOptions& o, const std::string& name, uint64_t split,
                         int64_t count) {
   const std::filesystem::path dir = std::filesystem::path(o.out) / name;
-  std::filesystem::create_directories(dir);
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", dir.string(), ": ", error.message()));
+  }
   // img2dataset: key = shard * 10^ceil(log10(per_shard)) + index, 9 digits.
   const int64_t key_base = static_cast<int64_t>(std::pow(10, std::ceil(std::log10(o.per_shard))));
   for (int64_t shard = 0; shard * o.per_shard < count; ++shard) {
@@ -119,7 +124,11 @@ absl::Status WriteSplit(const SynthOptions& o, const std::string& name, uint64_t
       RETURN_IF_ERROR(writer.Add(key + ".txt", caption));
     }
     RETURN_IF_ERROR(writer.Close());
-    std::filesystem::rename(tar_path + ".tmp", tar_path);
+    std::filesystem::rename(tar_path + ".tmp", tar_path, error);
+    if (error) {
+      return absl::InternalError(absl::StrCat("cannot rename ", tar_path, ".tmp to ", tar_path,
+                                              ": ", error.message()));
+    }
     nlohmann::json stats = {{"count", n},           {"successes", n},
                             {"failed_to_download", 0}, {"failed_to_resize", 0},
                             {"status_dict", {{"success", n}}}};

@@ -101,7 +101,8 @@ absl::Status RunZeroShot(const ZeroShotOptions& o) {
   for (auto& label : labels) label = std::string(absl::StripAsciiWhitespace(label));
   if (labels.size() < 2) return absl::InvalidArgumentError("--labels needs at least two classes");
   std::vector<std::string> templates;
-  if (std::filesystem::exists(o.templates)) {
+  std::error_code error;  // --template is a file when one exists by that name
+  if (std::filesystem::exists(o.templates, error)) {
     ASSIGN_OR_RETURN(templates, ReadPromptTemplates(o.templates));
   } else {
     ASSIGN_OR_RETURN(templates, PromptTemplates(o.templates));

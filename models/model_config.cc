@@ -49,7 +49,8 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& name_or_path,
                                             const std::vector<std::string>& overrides) {
   std::string path = name_or_path;
-  if (!std::filesystem::exists(path)) {
+  std::error_code error;  // an unreadable path is "not a file" here; opening it reports why
+  if (!std::filesystem::exists(path, error)) {
     auto found = FindDataFile(absl::StrCat("configs/models/", name_or_path, ".yaml"));
     if (!found.ok()) {
       return absl::NotFoundError(absl::StrCat("unknown model '", name_or_path,

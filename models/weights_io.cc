@@ -144,11 +144,18 @@ absl::Status LoadWeights(torch::nn::Module& module, const std::string& path) {
 absl::StatusOr<std::map<std::string, at::Tensor>> ReadTensors(const std::string& path) {
   ASSIGN_OR_RETURN(const SafetensorsReader reader, SafetensorsReader::Open(path));
   std::map<std::string, at::Tensor> tensors;
-  for (const TensorRecord& record : reader.tensors()) {
-    at::Tensor tensor =
-        at::empty(record.shape, at::TensorOptions().dtype(*ToScalarType(record.dtype)));
-    if (record.nbytes > 0) std::memcpy(tensor.data_ptr(), record.data, record.nbytes);
-    tensors.emplace(record.name, std::move(tensor));
+  // The shapes come from the file: LibTorch's own checks (or its allocator)
+  // may refuse them.
+  try {
+    for (const TensorRecord& record : reader.tensors()) {
+      at::Tensor tensor =
+          at::empty(record.shape, at::TensorOptions().dtype(*ToScalarType(record.dtype)));
+      if (record.nbytes > 0) std::memcpy(tensor.data_ptr(), record.data, record.nbytes);
+      tensors.emplace(record.name, std::move(tensor));
+    }
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": reading tensors failed: ", e.what_without_backtrace()));
   }
   return tensors;
 }

@@ -42,6 +42,22 @@ TEST(CliTest, ConfigErrorsNameTheKey) {
   EXPECT_NE(r.output.find("unknown model 'no-such-model'"), std::string::npos) << r.output;
 }
 
+// std::filesystem throws on some paths; the commands answer with an error
+// naming the path instead of dying of an uncaught exception.
+TEST(CliTest, UnusablePathsAreErrorsNamingThePath) {
+  const std::string dir = testing::MakeTempDir();
+  ASSERT_TRUE(WriteFileAtomically(dir + "/file", "not a folder").ok());
+  auto r = RunCli("data synth --out " + dir + "/file/sub --train 4 --val 4");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot create " + dir + "/file/sub/"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("terminate called"), std::string::npos) << r.output;
+  // Longer than NAME_MAX: std::filesystem::exists(path) throws ENAMETOOLONG.
+  const std::string long_name(5000, 'x');
+  r = RunCli("config --model " + long_name);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("unknown model '" + long_name + "'"), std::string::npos) << r.output;
+}
+
 TEST(CliTest, EmbedZeroShotAndEvalOnSavedWeights) {
   const std::string dir = testing::MakeTempDir();
   auto r = RunCli("data synth --out " + dir + "/data --train 8 --val 40 --per-shard 20 --seed 3");
