@@ -2,12 +2,27 @@
 
 #include <unistd.h>
 
+#include <atomic>
+
 namespace clipscale {
+namespace {
+
+// -1: not set yet. Atomic because CHECKs also fail on other threads (loader,
+// NCCL watchdog).
+std::atomic<int> g_rank{-1};
+
+}  // namespace
+
+void SetFatalErrorRank(int rank) { g_rank.store(rank); }
 
 void FatalError(const char* file, int line, const std::string& message) {
-  // Ranks are a distributed/ notion; the launcher exports them to the environment.
-  const char* rank = std::getenv("CLIPSCALE_RANK");
-  std::fprintf(stderr, "clipscale: FATAL [rank %s] %s:%d: %s\n", rank ? rank : "0", file, line,
+  // Ranks are a distributed/ notion: main and the communicator factory tell us.
+  int rank = g_rank.load();
+  if (rank < 0) {
+    const char* env = std::getenv("CLIPSCALE_RANK");
+    rank = env ? std::atoi(env) : 0;
+  }
+  std::fprintf(stderr, "clipscale: FATAL [rank %d] %s:%d: %s\n", rank, file, line,
                message.c_str());
   std::fflush(stderr);
   std::abort();

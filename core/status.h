@@ -13,8 +13,13 @@
 
 namespace clipscale {
 
-// Prints "clipscale: FATAL file:line: message" and aborts; used by CHECK.
+// Prints "clipscale: FATAL [rank R] file:line: message" and aborts; used by CHECK.
 [[noreturn]] void FatalError(const char* file, int line, const std::string& message);
+
+// The rank FatalError names: set by main once the launcher or MPI says which
+// rank this process is, and by the communicator factory. Until then it is
+// CLIPSCALE_RANK from the environment, else 0.
+void SetFatalErrorRank(int rank);
 
 // Prefixes a status message with context, keeping its code.
 absl::Status Annotate(const absl::Status& status, const std::string& context);

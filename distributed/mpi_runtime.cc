@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 
 namespace clipscale {
 
@@ -30,6 +31,7 @@ absl::StatusOr<std::unique_ptr<MpiRuntime>> MpiRuntime::Init(int* argc, char*** 
   int size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  SetFatalErrorRank(rank);  // every CHECK from here on names this rank
   return std::unique_ptr<MpiRuntime>(new MpiRuntime(rank, size));
 }
 

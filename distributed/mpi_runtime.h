@@ -16,7 +16,8 @@ class MpiRuntime {
   // THREAD_MULTIPLE adds locking to every call and is unsupported by some
   // transports. Fails with FailedPrecondition when MPI was already initialized
   // or finalized (it can be initialized once per process) or when the library
-  // provides less than SERIALIZED (MPI is then finalized again).
+  // provides less than SERIALIZED (MPI is then finalized again). Tells
+  // SetFatalErrorRank this process's world rank.
   static absl::StatusOr<std::unique_ptr<MpiRuntime>> Init(int* argc, char*** argv);
 
   // MPI_Finalize. Every communicator must be destroyed before this.

@@ -1,10 +1,12 @@
 // The clipscale command line: one subcommand per job. Under a launcher that
 // starts several ranks (mpirun, srun, ...) main owns MPI for the whole run.
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "core/status.h"
 #include "distributed/launch_env.h"
 #include "distributed/mpi_runtime.h"
 #include "launcher/commands.h"
@@ -17,12 +19,29 @@ namespace {
 bool WantMpi() {
   auto env = clipscale::ParseLaunchEnv(clipscale::ProcessEnvironment());
   if (!env.ok()) return false;  // the communicator factory reports the bad variable
+  clipscale::SetFatalErrorRank(env->rank);  // MPI, once started, confirms it
   return env->world_size > 1 || env->launcher == "openmpi" || env->launcher == "pmi";
+}
+
+// An exception nobody caught ends the process as a failed CHECK does: with
+// this rank's number in the message (mpirun then ends the other ranks).
+[[noreturn]] void OnTerminate() {
+  std::string what = "uncaught exception";
+  if (std::exception_ptr error = std::current_exception()) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = what + ": " + e.what();
+    } catch (...) {
+    }
+  }
+  clipscale::FatalError(__FILE__, __LINE__, what);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::set_terminate(OnTerminate);
   std::unique_ptr<clipscale::MpiRuntime> mpi;
   if (WantMpi()) {
     auto runtime = clipscale::MpiRuntime::Init(&argc, &argv);
@@ -45,6 +64,10 @@ int main(int argc, char** argv) {
   const int code = clipscale::launcher::ExitCode();
   // A failed rank must not wait in MPI_Finalize for ranks that may be blocked
   // in a collective with it.
-  if (code != 0 && mpi && mpi->world_size() > 1) mpi->Abort(code);
+  if (code != 0 && mpi && mpi->world_size() > 1) {
+    std::fprintf(stderr, "clipscale: rank %d of %d failed (exit %d): ending the whole job\n",
+                 mpi->world_rank(), mpi->world_size(), code);
+    mpi->Abort(code);
+  }
   return code;
 }

@@ -22,3 +22,17 @@ target_compile_definitions(train_distributed_test PRIVATE CLIPSCALE_MPIEXEC="${M
 add_dependencies(train_distributed_test clipscale)
 clipscale_test(retrieval_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/retrieval_test.cc
   DEPS clipscale_train LABELS "unit" TORCH_PCH)
+clipscale_test(train_config_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/train_config_test.cc
+  DEPS clipscale_train LABELS "unit" TORCH_PCH TIMEOUT 60)
+# One rank of `mpirun -np 3 clipscale train` fails mid-run (fault injection):
+# the job must end, non-zero, naming the rank.
+clipscale_test(rank_failure_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/rank_failure_test.cc
+  DEPS clipscale_train LABELS "e2e;mpi" TIMEOUT 600)
+target_compile_definitions(rank_failure_test PRIVATE CLIPSCALE_MPIEXEC="${MPIEXEC_EXECUTABLE}")
+add_dependencies(rank_failure_test clipscale)
+# The streaming loader end to end: same global batches for W = 1, 2, 4 under
+# mpirun; peak memory independent of the dataset's size.
+clipscale_test(loader_e2e_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/loader_e2e_test.cc
+  DEPS clipscale_core LABELS "e2e;mpi" TIMEOUT 600)
+target_compile_definitions(loader_e2e_test PRIVATE CLIPSCALE_MPIEXEC="${MPIEXEC_EXECUTABLE}")
+add_dependencies(loader_e2e_test clipscale)
