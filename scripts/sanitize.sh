@@ -13,4 +13,12 @@ if [ ! -f build-asan/build.ninja ]; then
   rm -f "$log"
 fi
 cmake --build --preset asan -j "$jobs"
-ctest --preset asan -j "$jobs" "$@"
+skipped=build-asan/Testing/skipped  # reasons written by tests that skip (tests/test_main.cc)
+rm -rf "$skipped"
+status=0
+ctest --preset asan -j "$jobs" "$@" || status=$?
+if compgen -G "$skipped/*" >/dev/null; then
+  echo "Skipped under ASan/UBSan (ctest entry: test: reason):"
+  for file in "$skipped"/*; do sed "s|^|  $(basename "$file"): |" "$file"; done | sort -u
+fi
+exit "$status"

@@ -10,6 +10,8 @@ skipped=build/Testing/skipped  # each skipping ctest entry writes its reasons he
 rm -rf "$skipped"
 status=0
 ctest --preset default -j "${CLIPSCALE_JOBS:-$(nproc)}" "$@" || status=$?
+bash scripts/sanitize.sh || status=$?  # core/ and data/ tests under ASan + UBSan (build-asan/)
+bash scripts/fuzz.sh "${CLIPSCALE_FUZZ_SECONDS:-30}" || status=$?  # each fuzz target, 30 s
 if compgen -G "$skipped/*" >/dev/null; then
   echo "Skipped tests and why (ctest entry: test: reason):"
   for file in "$skipped"/*; do
