@@ -50,14 +50,15 @@ const DTypeInfo& Info(DType dtype) {
 
 std::string ErrnoText() { return std::strerror(errno); }
 
-// Element count and byte size with overflow checks; nullopt-like false on overflow.
+// Byte size with overflow checks; false on overflow. The element count must fit
+// int64 at every step (NumElements, torch's numel), also when a later 0 makes
+// the total 0.
 bool ByteSize(const std::vector<int64_t>& shape, DType dtype, uint64_t* nbytes) {
-  uint64_t n = Info(dtype).size;
+  int64_t elements = 1;
   for (int64_t dim : shape) {
-    if (dim < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(dim), &n)) return false;
+    if (dim < 0 || __builtin_mul_overflow(elements, dim, &elements)) return false;
   }
-  *nbytes = n;
-  return true;
+  return !__builtin_mul_overflow(static_cast<uint64_t>(elements), Info(dtype).size, nbytes);
 }
 
 }  // namespace

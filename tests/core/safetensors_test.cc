@@ -237,6 +237,11 @@ TEST(SafetensorsTest, CorruptFilesGiveErrorsNamingFileAndTensor) {
       {RawFile(one(R"({"dtype":"U8","shape":[1099511627776,1099511627776],"data_offsets":[0,0]})"),
                0),
        "overflow"},
+      // 0 bytes, but 2^62 * 2 elements on the way: NumElements (and torch's
+      // numel) would overflow int64 (found by safetensors_fuzz under UBSan).
+      {RawFile(one(R"({"dtype":"U8","shape":[4611686018427387904,2,0],"data_offsets":[0,0]})"),
+               0),
+       "overflow"},
       {RawFile(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                R"("v":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                12),
