@@ -70,6 +70,9 @@ def safetensors_seeds():
     put("safetensors_fuzz", "scalar_empty.safetensors", safetensors(
         [("s", "BF16", [], b"\x80\x3f"), ("e", "U8", [0, 3], b""), ("t", "BOOL", [3], b"\1\0\1")]))
     put("safetensors_fuzz", "empty.safetensors", safetensors([]))
+    # Regression: 0 bytes, but the element count overflows int64 on the way.
+    put("safetensors_fuzz", "overflow_then_zero.safetensors",
+        safetensors([("o", "U8", [2 ** 62, 2, 0], b"")]))
 
 
 def config_seeds():
@@ -125,6 +128,11 @@ def image_seeds():
     save("grey16.png", base.convert("I;16"), 0, format="PNG")
     save("lossy.webp", base, 0, format="WEBP", quality=40)
     save("lossless_alpha.webp", base.convert("RGBA"), 0, format="WEBP", lossless=True)
+    # Regression (found by image_fuzz): junk before the frame header, then the
+    # file ends inside the scan; it decoded to a grey 23308x528 CMYK image.
+    put("image_fuzz", "truncated_after_junk.jpg", bytes.fromhex(
+        "02ffd8ffe000104a4649462720222c393d323c2e331431ffc00014085b0c0210044332"
+        "004d11005911004b11e597ffda000e0443004d0059004bff"))
 
 
 if __name__ == "__main__":
