@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/status.h"
 
 namespace clipscale {
 namespace {
@@ -46,34 +48,71 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::vector<ByteSpan>& pieces) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSIGN_OR_RETURN(AtomicFileWriter writer, AtomicFileWriter::Create(path));
+  for (const ByteSpan& piece : pieces) RETURN_IF_ERROR(writer.Append(piece.data, piece.size));
+  return writer.Commit();
+}
+
+absl::StatusOr<AtomicFileWriter> AtomicFileWriter::Create(const std::string& path) {
+  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("cannot create", tmp);
-  absl::Status status;
-  for (const ByteSpan& piece : pieces) {
-    const char* p = static_cast<const char*>(piece.data);
-    size_t left = piece.size;
-    while (status.ok() && left > 0) {
-      const ssize_t n = ::write(fd, p, std::min<size_t>(left, size_t{1} << 30));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) status = ErrnoError("cannot write", tmp);
-      if (n > 0) {
-        p += n;
-        left -= static_cast<size_t>(n);
-      }
-    }
+  return AtomicFileWriter(fd, path, std::move(tmp));
+}
+
+AtomicFileWriter::AtomicFileWriter(AtomicFileWriter&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      path_(std::move(other.path_)),
+      tmp_(std::move(other.tmp_)),
+      written_(other.written_) {}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(tmp_.c_str());
+}
+
+absl::Status AtomicFileWriter::Append(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, p, std::min<size_t>(size, size_t{1} << 30));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoError("cannot write", tmp_);
+    p += n;
+    size -= static_cast<size_t>(n);
+    written_ += static_cast<uint64_t>(n);
   }
-  if (status.ok() && ::fsync(fd) != 0) status = ErrnoError("cannot flush", tmp);
-  if (::close(fd) != 0 && status.ok()) status = ErrnoError("cannot close", tmp);
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = ErrnoError("cannot rename onto", path);
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::WriteAt(uint64_t offset, const void* data, size_t size) {
+  if (offset + size > written_) return absl::InternalError("WriteAt past the appended bytes");
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::pwrite(fd_, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoError("cannot write", tmp_);
+    p += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AtomicFileWriter::Commit() {
+  absl::Status status;
+  if (::fsync(fd_) != 0) status = ErrnoError("cannot flush", tmp_);
+  if (::close(fd_) != 0 && status.ok()) status = ErrnoError("cannot close", tmp_);
+  fd_ = -1;
+  if (status.ok() && ::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    status = ErrnoError("cannot rename onto", path_);
   }
   if (!status.ok()) {
-    ::unlink(tmp.c_str());
+    ::unlink(tmp_.c_str());
     return status;
   }
   // Makes the rename durable: the new directory entry survives a crash.
-  std::string dir = std::filesystem::path(path).parent_path().string();
+  std::string dir = std::filesystem::path(path_).parent_path().string();
   if (dir.empty()) dir = ".";
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return ErrnoError("cannot open folder", dir);

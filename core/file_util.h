@@ -1,6 +1,7 @@
 // Whole-file reads and crash-safe writes.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,5 +26,30 @@ struct ByteSpan {
   size_t size;
 };
 absl::Status WriteFileAtomically(const std::string& path, const std::vector<ByteSpan>& pieces);
+
+// The same, streamed: bytes go to `<path>.tmp.<pid>` as they are appended;
+// Commit() fsyncs, renames and fsyncs the folder. Destroyed uncommitted, the
+// temporary file is removed and `path` is untouched.
+class AtomicFileWriter {
+ public:
+  static absl::StatusOr<AtomicFileWriter> Create(const std::string& path);
+  AtomicFileWriter(AtomicFileWriter&& other) noexcept;
+  AtomicFileWriter& operator=(AtomicFileWriter&&) = delete;
+  ~AtomicFileWriter();
+
+  absl::Status Append(const void* data, size_t size);
+  absl::Status Append(const std::string& bytes) { return Append(bytes.data(), bytes.size()); }
+  // Overwrites bytes already appended (a header placed after its body).
+  absl::Status WriteAt(uint64_t offset, const void* data, size_t size);
+  absl::Status Commit();
+  uint64_t written() const { return written_; }
+
+ private:
+  AtomicFileWriter(int fd, std::string path, std::string tmp)
+      : fd_(fd), path_(std::move(path)), tmp_(std::move(tmp)) {}
+  int fd_ = -1;
+  std::string path_, tmp_;
+  uint64_t written_ = 0;
+};
 
 }  // namespace clipscale

@@ -38,8 +38,9 @@ inline constexpr int64_t kMaxImagePixels = 2 * int64_t{89478485};
 // through Pillow's Adobe-inverted CMYK -> RGB formula. EXIF orientation and ICC
 // profiles are ignored, as open_clip's transform ignores them.
 // Errors: InvalidArgument for empty, unrecognised or malformed headers and
-// unsupported variants (e.g. animated WebP); DataLoss for truncated or corrupt
-// pixel data. Never aborts on bad input.
+// unsupported variants (e.g. animated WebP); ResourceExhausted above
+// kMaxImagePixels (checked from the header, before decoding); DataLoss for
+// truncated or corrupt pixel data. Never aborts on bad input.
 absl::StatusOr<Image> DecodeImage(const std::string& bytes);
 
 // Reads a whole file and decodes it; the path is named in any error.

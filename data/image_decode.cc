@@ -21,7 +21,7 @@ absl::Status CheckImageSize(const char* format, int64_t width, int64_t height) {
         absl::StrCat(format, ": invalid image size ", width, "x", height));
   }
   if (width * height > kMaxImagePixels) {
-    return absl::InvalidArgumentError(absl::StrCat(format, ": image of ", width, "x", height,
+    return absl::ResourceExhaustedError(absl::StrCat(format, ": image of ", width, "x", height,
                                                    " pixels exceeds the limit of ", kMaxImagePixels,
                                                    " pixels (decompression bomb)"));
   }

@@ -16,10 +16,14 @@
 namespace clipscale {
 namespace {
 
-// "a{00..03}b" -> a00b a01b a02b a03b; no braces -> the pattern itself.
-absl::StatusOr<std::vector<std::string>> ExpandBraces(const std::string& pattern) {
-  const size_t open = pattern.find('{');
-  if (open == std::string::npos) return std::vector<std::string>{pattern};
+// A spec expanding to more names than this is a typo in a range, not a dataset
+// (LAION-400M is 41,455 shards): the cap stops `{0..999999999}` before it allocates.
+constexpr int64_t kMaxShardNames = 2'000'000;
+
+// The number of names "a{00..03}b{1..2}" expands to, without expanding it.
+absl::StatusOr<int64_t> CountBraces(const std::string& pattern, size_t from) {
+  const size_t open = pattern.find('{', from);
+  if (open == std::string::npos) return 1;
   const size_t close = pattern.find('}', open);
   const size_t dots = pattern.find("..", open);
   if (close == std::string::npos || dots == std::string::npos || dots > close) {
@@ -28,16 +32,65 @@ absl::StatusOr<std::vector<std::string>> ExpandBraces(const std::string& pattern
   const std::string lo = pattern.substr(open + 1, dots - open - 1);
   const std::string hi = pattern.substr(dots + 2, close - dots - 2);
   int64_t first = 0, last = 0;
-  if (!absl::SimpleAtoi(lo, &first) || !absl::SimpleAtoi(hi, &last) || last < first) {
+  if (lo.empty() || hi.empty() || lo.size() > 18 || hi.size() > 18 ||
+      !absl::SimpleAtoi(lo, &first) || !absl::SimpleAtoi(hi, &last) || first < 0 ||
+      last < first) {
     return absl::InvalidArgumentError(absl::StrCat("bad brace range in shard spec '", pattern, "'"));
   }
-  std::vector<std::string> out;
+  ASSIGN_OR_RETURN(int64_t rest, CountBraces(pattern, close + 1));
+  const int64_t here = last - first + 1;
+  if (here > kMaxShardNames || rest > kMaxShardNames / here) {
+    return absl::InvalidArgumentError(absl::StrCat("shard spec '", pattern, "' expands to more than ",
+                                                   kMaxShardNames, " names"));
+  }
+  return here * rest;
+}
+
+// "a{00..03}b" -> a00b a01b a02b a03b; no braces -> the pattern itself.
+// CountBraces has validated the pattern and bounded the result.
+void ExpandBraces(const std::string& pattern, std::vector<std::string>* out) {
+  const size_t open = pattern.find('{');
+  if (open == std::string::npos) {
+    out->push_back(pattern);
+    return;
+  }
+  const size_t close = pattern.find('}', open);
+  const size_t dots = pattern.find("..", open);
+  const std::string lo = pattern.substr(open + 1, dots - open - 1);
+  int64_t first = 0, last = 0;
+  (void)absl::SimpleAtoi(lo, &first);
+  (void)absl::SimpleAtoi(pattern.substr(dots + 2, close - dots - 2), &last);
   for (int64_t i = first; i <= last; ++i) {
     const std::string number = absl::StrFormat("%0*d", static_cast<int>(lo.size()), i);
-    ASSIGN_OR_RETURN(auto rest, ExpandBraces(pattern.substr(close + 1)));
-    for (const auto& tail : rest) out.push_back(pattern.substr(0, open) + number + tail);
+    ExpandBraces(pattern.substr(0, open) + number + pattern.substr(close + 1), out);
   }
-  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> ExpandSource(const std::string& part) {
+  if (part.rfind("pipe:", 0) == 0 || part.find("://") != std::string::npos) {
+    return absl::UnimplementedError(absl::StrCat(
+        "shard source '", part, "': pipe: and http(s):// sources are not supported yet"));
+  }
+  std::error_code error;
+  if (std::filesystem::is_directory(part, error)) {
+    std::vector<std::string> found;
+    std::filesystem::directory_iterator it(part, error), end;
+    for (; !error && it != end; it.increment(error)) {
+      if (it->path().extension() == ".tar") found.push_back(it->path().string());
+    }
+    if (error) {
+      return absl::NotFoundError(absl::StrCat("cannot list shard folder ", part, ": ",
+                                              error.message()));
+    }
+    if (found.empty()) return absl::NotFoundError(absl::StrCat("no .tar shards in ", part));
+    std::sort(found.begin(), found.end());
+    return found;
+  }
+  ASSIGN_OR_RETURN(int64_t count, CountBraces(part, 0));
+  std::vector<std::string> expanded;
+  expanded.reserve(static_cast<size_t>(count));
+  ExpandBraces(part, &expanded);
+  return expanded;
 }
 
 }  // namespace
@@ -76,24 +129,28 @@ absl::Status ReadShardSamples(const std::string& path,
   return status;
 }
 
-absl::StatusOr<std::vector<std::string>> ExpandShardSpec(const std::string& spec) {
-  std::vector<std::string> paths;
+absl::StatusOr<std::vector<std::vector<std::string>>> ExpandShardSources(
+    const std::string& spec) {
+  std::vector<std::vector<std::string>> sources;
+  int64_t total = 0;
   const std::vector<std::string> parts = absl::StrSplit(spec, "::", absl::SkipEmpty());
   for (const std::string& part : parts) {
-    if (std::filesystem::is_directory(part)) {
-      std::vector<std::string> found;
-      for (const auto& entry : std::filesystem::directory_iterator(part)) {
-        if (entry.path().extension() == ".tar") found.push_back(entry.path().string());
-      }
-      if (found.empty()) return absl::NotFoundError(absl::StrCat("no .tar shards in ", part));
-      std::sort(found.begin(), found.end());
-      paths.insert(paths.end(), found.begin(), found.end());
-      continue;
+    ASSIGN_OR_RETURN(auto paths, ExpandSource(part));
+    total += static_cast<int64_t>(paths.size());
+    if (total > kMaxShardNames) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shard spec '", spec, "' expands to more than ", kMaxShardNames, " names"));
     }
-    ASSIGN_OR_RETURN(auto expanded, ExpandBraces(part));
-    paths.insert(paths.end(), expanded.begin(), expanded.end());
+    sources.push_back(std::move(paths));
   }
-  if (paths.empty()) return absl::InvalidArgumentError(absl::StrCat("empty shard spec '", spec, "'"));
+  if (sources.empty()) return absl::InvalidArgumentError(absl::StrCat("empty shard spec '", spec, "'"));
+  return sources;
+}
+
+absl::StatusOr<std::vector<std::string>> ExpandShardSpec(const std::string& spec) {
+  ASSIGN_OR_RETURN(auto sources, ExpandShardSources(spec));
+  std::vector<std::string> paths;
+  for (auto& source : sources) paths.insert(paths.end(), source.begin(), source.end());
   return paths;
 }
 

@@ -1,9 +1,8 @@
 // Reading WebDataset shards (tar files of KEY.ext members) as img2dataset
-// writes them. This is the minimal reader the training loop uses on the demo
-// data; the streaming loader builds on ReadShardSamples and ExpandShardSpec.
+// writes them: member naming, shard specs, and a whole-shard sample reader
+// (the streaming loader reads members by the dataset index instead).
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -22,15 +21,6 @@ struct ShardSample {
   std::map<std::string, std::string> fields;
 };
 
-// Counts of what was read and what was skipped, reported in the metrics.
-struct DataStats {
-  std::atomic<int64_t> samples{0};
-  std::atomic<int64_t> bad_shards{0};         // missing, corrupt or truncated .tar
-  std::atomic<int64_t> missing_fields{0};     // no image or no caption
-  std::atomic<int64_t> bad_images{0};         // failed to decode
-  std::atomic<int64_t> bad_captions{0};       // empty or not UTF-8
-};
-
 // Splits a member name into key and extension with WebDataset's rule: the key
 // runs to the first dot of the base name (folders included), the extension is
 // the rest, lower-cased. Returns false for names without a dot.
@@ -42,9 +32,14 @@ bool SplitMemberName(const std::string& name, std::string* key, std::string* ext
 absl::Status ReadShardSamples(const std::string& path,
                               const std::function<void(ShardSample&&)>& visit);
 
-// Expands a shard spec into paths: a folder (its *.tar, sorted), a file, a
-// brace range "dir/{00000..00009}.tar" (padding kept), or several of these
-// joined with "::".
+// Expands a shard spec into paths: a folder (its *.tar, sorted; img2dataset's
+// .parquet and _stats.json side files are not shards), a file, a brace range
+// "dir/{00000..00009}.tar" (padding kept), or several of these joined with
+// "::" (the sources, one list each). A spec that expands to more than two
+// million names is an InvalidArgument error, checked before expanding.
+absl::StatusOr<std::vector<std::vector<std::string>>> ExpandShardSources(
+    const std::string& spec);
+// All sources' paths, concatenated.
 absl::StatusOr<std::vector<std::string>> ExpandShardSpec(const std::string& spec);
 
 // True when `text` is valid UTF-8 with at least one non-space character.

@@ -5,11 +5,12 @@
 #include "absl/strings/str_format.h"
 #include "core/file_util.h"
 #include "core/status.h"
-#include "data/examples.h"
+#include "data/dataset_index.h"
 #include "distributed/launch_env.h"
 #include "launcher/commands.h"
 #include "launcher/model_loading.h"
 #include "train/evaluate.h"
+#include "train/train_data.h"
 #include "train/trainer.h"
 #include "train/zeroshot.h"
 
@@ -23,8 +24,10 @@ struct TrainOptions {
 
 struct EvalCommandOptions {
   ModelOptions model;
-  std::string run, data, classnames, bpe;
-  std::vector<std::string> templates = {"a photo of a {}."};
+  std::string run, data, classnames, bpe, index_cache;
+  std::vector<std::string> templates;  // default: the split's file, else "a photo of a {}."
+  int64_t batch_size = 256;
+  int workers = 0;
 };
 
 void PrintMetrics(const std::map<std::string, double>& metrics) {
@@ -52,6 +55,17 @@ absl::Status RunTrain(const TrainOptions& o) {
   std::printf("trained %lld steps at %.1f samples/s; loss %.4f -> %.4f\n",
               static_cast<long long>(result.steps), result.samples_per_second, result.first_loss,
               result.last_loss);
+  std::printf("data: %.0f samples, waited for data %.1f%% of the time", result.data["data/samples"],
+              100 * result.data_wait_fraction);
+  std::string bad;
+  for (const auto& [name, value] : result.data) {
+    if (name.find("bad_") != std::string::npos || name.find("index_") != std::string::npos ||
+        name == "data/replaced") {
+      if (value > 0) absl::StrAppendFormat(&bad, "%s%s %.0f", bad.empty() ? "" : ", ",
+                                           name.substr(5), value);
+    }
+  }
+  std::printf("; %s\n", bad.empty() ? "no bad samples" : bad.c_str());
   if (!result.eval.empty()) {
     std::printf("held-out evaluation:\n");
     PrintMetrics(result.eval);
@@ -70,14 +84,17 @@ absl::Status RunEvalCommand(EvalCommandOptions o) {
   ASSIGN_OR_RETURN(ClipModel model, LoadModel(o.model));
   ASSIGN_OR_RETURN(ClipTokenizer tokenizer, o.bpe.empty() ? ClipTokenizer::LoadDefault()
                                                           : ClipTokenizer::Load(o.bpe));
-  DataStats stats;
-  ASSIGN_OR_RETURN(std::vector<Example> examples, LoadExamples(o.data, &stats));
+  DataConfig data;
+  data.index_cache = o.index_cache;
+  ASSIGN_OR_RETURN(auto split, DatasetIndex::OpenOrBuild(o.data, IndexCacheDir(data)));
   EvalOptions options;
   options.templates = o.templates;
-  ASSIGN_OR_RETURN(options.classnames, LoadClassnames(o.data, o.classnames));
-  std::printf("%zu samples (%lld skipped)\n", examples.size(),
-              static_cast<long long>(stats.bad_images + stats.bad_captions + stats.missing_fields));
-  const auto metrics = Evaluate(model, tokenizer, examples, options);
+  options.batch_size = o.batch_size;
+  options.workers = o.workers;
+  RETURN_IF_ERROR(LoadSplitClasses(*split, o.classnames, &options));
+  ASSIGN_OR_RETURN(const auto metrics, Evaluate(model, tokenizer, split, options));
+  std::printf("%lld samples (%lld skipped)\n", static_cast<long long>(metrics.at("samples")),
+              static_cast<long long>(metrics.at("bad_samples")));
   PrintMetrics(metrics);
   PrintSummary(metrics);
   return absl::OkStatus();
@@ -108,11 +125,16 @@ void RegisterTrainCommands(CLI::App& app) {
   e->add_option("--model", eval->model.model, "Model config name or YAML (without --run)")
       ->capture_default_str();
   e->add_option("--weights", eval->model.weights, "Weights .safetensors (without --run)");
-  e->add_option("--data", eval->data, "Shard folder or spec")->required();
+  e->add_option("--data", eval->data, "Shard folder, spec or .index file")->required();
   e->add_option("--classnames", eval->classnames, "Class names file (default <data>/classnames.txt)");
-  e->add_option("--template", eval->templates, "Prompt template with {} (repeatable)")
-      ->capture_default_str();
+  e->add_option("--template", eval->templates,
+                "Prompt template with {} (repeatable; default: the split's "
+                "zeroshot_classification_templates.txt, else \"a photo of a {}.\")");
   e->add_option("--bpe", eval->bpe, "BPE vocabulary file");
+  e->add_option("--batch-size", eval->batch_size, "Images per encoder pass")->capture_default_str();
+  e->add_option("--workers", eval->workers, "Decode threads (0: all cores)")->capture_default_str();
+  e->add_option("--index-cache", eval->index_cache,
+                "Folder of cached dataset indexes (default $CLIPSCALE_CACHE/index)");
   e->callback([eval] { Report(RunEvalCommand(*eval)); });
 }
 

@@ -1,11 +1,13 @@
 #include "train/evaluate.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 
 #include <torch/torch.h>
 
-#include "train/batch.h"
+#include "core/file_util.h"
+#include "core/status.h"
 #include "train/metrics.h"
 #include "train/zeroshot.h"
 
@@ -22,73 +24,154 @@ Share ShareOf(int64_t count, int rank, int ranks) {
   return {per, begin, std::min(count, begin + per)};
 }
 
-// Concatenates every rank's rows [m_r, d] (m_r <= per_rank) in rank order and
-// keeps the first `count`: shares are contiguous, so padding only follows the
-// last real row.
-torch::Tensor GatherRows(const torch::Tensor& local, int64_t per_rank, int64_t count,
-                         Communicator* comm) {
+// Concatenates every rank's rows [m_r, d] in rank order (m_r differs between
+// ranks when samples were left out): counts first, then rows padded to the
+// largest count.
+torch::Tensor GatherRows(const torch::Tensor& local, Communicator* comm) {
   if (comm == nullptr || comm->size() == 1) return local;
-  torch::Tensor padded = torch::zeros({per_rank, local.size(1)}, local.options());
+  torch::Tensor count = torch::full({1}, local.size(0), torch::kInt64);
+  const torch::Tensor counts =
+      comm->AllGather(count.to(local.device())).to(torch::kCPU).contiguous();
+  const int64_t most = counts.max().item<int64_t>();
+  torch::Tensor padded = torch::zeros({most, local.size(1)}, local.options());
   padded.narrow(0, 0, local.size(0)).copy_(local);
-  return comm->AllGather(padded).narrow(0, 0, count);
+  const torch::Tensor all = comm->AllGather(padded);
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < comm->size(); ++r) {
+    parts.push_back(all.narrow(0, r * most, counts[r].item<int64_t>()));
+  }
+  return torch::cat(parts);
+}
+
+int64_t Offset(int64_t local_rows, Communicator* comm) {
+  if (comm == nullptr || comm->size() == 1) return 0;
+  torch::Tensor count = torch::full({1}, local_rows, torch::kInt64);
+  const torch::Tensor counts = comm->AllGather(count).contiguous();
+  return counts.narrow(0, 0, comm->rank()).sum().item<int64_t>();
+}
+
+struct Embedded {
+  torch::Tensor images, texts, labels;  // valid rows only
+  int64_t bad = 0;
+  bool all_captioned = true;
+};
+
+absl::StatusOr<Embedded> EmbedShare(ClipModel& model, const ClipTokenizer& tokenizer,
+                                    std::shared_ptr<const DatasetIndex> split, const Share& share,
+                                    const EvalOptions& options) {
+  const ModelConfig& config = model->config();
+  const torch::Device device = model->logit_scale().device();
+  StreamLoaderOptions o;
+  o.order.shuffle = false;
+  o.range_begin = share.begin;
+  o.range_end = share.end;
+  o.slice_size = std::max<int64_t>(1, options.batch_size);
+  o.image_size = config.vision.image_size;
+  o.context_length = config.text.context_length;
+  o.augment = false;
+  o.fast_decode = false;  // bit-identical to Pillow + torchvision
+  o.replace_bad = false;
+  o.workers = options.workers;
+  ASSIGN_OR_RETURN(auto loader, StreamLoader::Create(split, &tokenizer, o));
+  const torch::TensorOptions feature_options =
+      torch::TensorOptions().dtype(model->logit_scale().dtype()).device(device);
+  std::vector<torch::Tensor> images{torch::empty({0, config.embed_dim}, feature_options)};
+  std::vector<torch::Tensor> texts = images, labels{torch::empty({0}, torch::kInt64)};
+  Embedded out;
+  const int64_t s = o.image_size;
+  while (true) {
+    ASSIGN_OR_RETURN(std::shared_ptr<LoadedBatch> batch, loader->Next());
+    if (!batch) break;
+    std::vector<int64_t> keep;
+    for (int64_t r = 0; r < batch->rows; ++r) {
+      if (batch->valid[r]) {
+        keep.push_back(r);
+        out.all_captioned &= !batch->captions[r].empty();
+      } else {
+        ++out.bad;
+      }
+    }
+    if (keep.empty()) continue;
+    const torch::Tensor rows = torch::tensor(keep, torch::kInt64);
+    const torch::Tensor pixels =
+        torch::from_blob(batch->images, {batch->rows, 3, s, s}, torch::kFloat32).index_select(0, rows);
+    const torch::Tensor tokens =
+        torch::from_blob(batch->tokens, {batch->rows, o.context_length}, torch::kInt64)
+            .index_select(0, rows);
+    images.push_back(model->EncodeImage(pixels.to(device), true));
+    texts.push_back(model->EncodeText(tokens.to(device), true));
+    labels.push_back(torch::from_blob(batch->labels, {batch->rows}, torch::kInt64).index_select(0, rows));
+  }
+  out.images = torch::cat(images);
+  out.texts = torch::cat(texts);
+  out.labels = torch::cat(labels);
+  return out;
 }
 
 }  // namespace
 
-std::map<std::string, double> Evaluate(ClipModel& model, const ClipTokenizer& tokenizer,
-                                       const std::vector<Example>& examples,
-                                       const EvalOptions& options, Communicator* comm) {
+absl::StatusOr<std::map<std::string, double>> Evaluate(
+    ClipModel& model, const ClipTokenizer& tokenizer, std::shared_ptr<const DatasetIndex> split,
+    const EvalOptions& options, Communicator* comm) {
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
   const ModelConfig& config = model->config();
   const torch::Device device = model->logit_scale().device();
-  const torch::TensorOptions feature_options =
-      torch::TensorOptions().dtype(model->logit_scale().dtype()).device(device);
   const int rank = comm ? comm->rank() : 0;
   const int ranks = comm ? comm->size() : 1;
-  const auto n = static_cast<int64_t>(examples.size());
-  const Share share = ShareOf(n, rank, ranks);
-  std::vector<torch::Tensor> images{torch::empty({0, config.embed_dim}, feature_options)};
-  std::vector<torch::Tensor> texts{torch::empty({0, config.embed_dim}, feature_options)};
-  for (int64_t start = share.begin; start < share.end; start += options.batch_size) {
-    std::vector<int64_t> indices(std::min(options.batch_size, share.end - start));
-    std::iota(indices.begin(), indices.end(), start);
-    Batch batch = MakeBatch(examples, indices, config.vision.image_size, tokenizer,
-                            config.text.context_length, nullptr);
-    images.push_back(model->EncodeImage(batch.images.to(device), true));
-    texts.push_back(model->EncodeText(batch.tokens.to(device), true));
+  const Share share = ShareOf(split->total_samples(), rank, ranks);
+  auto embedded = EmbedShare(model, tokenizer, split, share, options);
+  // Every rank reaches the collectives below, also when its share failed.
+  torch::Tensor failed = torch::full({1}, embedded.ok() ? 0.0 : 1.0, torch::kFloat64);
+  if (comm) comm->AllReduce(failed, ReduceOp::kMax);
+  if (!embedded.ok()) return embedded.status();
+  if (failed.item<double>() > 0) return absl::InternalError("evaluation failed on another rank");
+  Embedded& e = *embedded;
+  torch::Tensor totals = torch::tensor({static_cast<double>(e.images.size(0)),
+                                        static_cast<double>(e.bad), e.all_captioned ? 0.0 : 1.0},
+                                       torch::kFloat64);
+  if (comm) comm->AllReduce(totals, ReduceOp::kSum);
+  const auto n = static_cast<int64_t>(totals[0].item<double>());
+  std::map<std::string, double> metrics;
+  metrics["bad_samples"] = totals[1].item<double>();
+  metrics["samples"] = static_cast<double>(n);
+  if (n == 0) {
+    if (was_training) model->train();
+    return absl::NotFoundError("no usable samples in the evaluation split");
   }
-  const torch::Tensor local_images = torch::cat(images), local_texts = torch::cat(texts);
   // Every rank holds all embeddings (N×d, small) but ranks only its own queries.
-  const torch::Tensor all_images = GatherRows(local_images, share.per_rank, n, comm);
-  const torch::Tensor all_texts = GatherRows(local_texts, share.per_rank, n, comm);
-  auto gather_ranks = [&](const torch::Tensor& ranks) {  // [m] float64 on the CPU
-    torch::Tensor column = ranks.view({-1, 1}).to(device, torch::kFloat64);
-    return GatherRows(column, share.per_rank, n, comm).view({-1}).to(torch::kCPU);
-  };
-  std::map<std::string, double> metrics = RetrievalMetricsFromRanks(
-      gather_ranks(PartnerRanks(local_images, all_texts, share.begin)),
-      gather_ranks(PartnerRanks(local_texts, all_images, share.begin)));
-  metrics["retrieval_chance_R@1"] = 1.0 / static_cast<double>(n);
-  torch::Tensor labels = torch::empty({n}, torch::kInt64);
-  for (int64_t i = 0; i < n; ++i) labels[i] = examples[i].label;
-  torch::Tensor known = labels.ge(0);
-  if (!options.classnames.empty() && known.any().item<bool>()) {
+  const int64_t offset = Offset(e.images.size(0), comm);
+  const torch::Tensor all_images = GatherRows(e.images, comm);
+  const torch::Tensor all_texts = GatherRows(e.texts, comm);
+  if (totals[2].item<double>() == 0) {  // retrieval needs every image's caption
+    auto gather_ranks = [&](const torch::Tensor& partner_ranks) {  // [m] float64 on the CPU
+      torch::Tensor column = partner_ranks.view({-1, 1}).to(device, torch::kFloat64);
+      return GatherRows(column, comm).view({-1}).to(torch::kCPU);
+    };
+    metrics.merge(RetrievalMetricsFromRanks(gather_ranks(PartnerRanks(e.images, all_texts, offset)),
+                                            gather_ranks(PartnerRanks(e.texts, all_images, offset))));
+    metrics["retrieval_chance_R@1"] = 1.0 / static_cast<double>(n);
+  }
+  torch::Tensor known_local = e.labels.ge(0).to(torch::kFloat64).sum().view({1});
+  if (comm) comm->AllReduce(known_local, ReduceOp::kSum);
+  if (!options.classnames.empty() && known_local.item<double>() > 0) {
     const auto classes = static_cast<int64_t>(options.classnames.size());
     const Share class_share = ShareOf(classes, rank, ranks);
+    const torch::TensorOptions feature_options =
+        torch::TensorOptions().dtype(model->logit_scale().dtype()).device(device);
     torch::Tensor local = torch::empty({0, config.embed_dim}, feature_options);
     if (class_share.begin < class_share.end) {
       std::vector<std::string> names(options.classnames.begin() + class_share.begin,
                                      options.classnames.begin() + class_share.end);
       local = BuildZeroShotClassifier(model, tokenizer, names, options.templates).t().contiguous();
     }
-    const torch::Tensor classifier = GatherRows(local, class_share.per_rank, classes, comm).t();
+    const torch::Tensor classifier = GatherRows(local, comm).t();
     // Each rank classifies its own images; the hits are gathered.
-    const torch::Tensor local_labels = labels.narrow(0, share.begin, share.end - share.begin);
-    const torch::Tensor hits = TopKHits(100.0 * local_images.matmul(classifier), local_labels);
-    const torch::Tensor all_hits =
-        GatherRows(hits.to(device), share.per_rank, n, comm).to(torch::kCPU).index({known});
+    const torch::Tensor known = e.labels.ge(0);
+    const torch::Tensor hits =
+        TopKHits(100.0 * e.images.index({known.to(device)}).matmul(classifier), e.labels.index({known}));
+    const torch::Tensor all_hits = GatherRows(hits.to(device), comm).to(torch::kCPU);
     metrics["zeroshot_top1"] = all_hits.select(1, 0).mean().item<double>();
     metrics["zeroshot_top5"] = all_hits.select(1, 1).mean().item<double>();
     metrics["zeroshot_chance_top1"] = 1.0 / static_cast<double>(classes);
@@ -96,6 +179,33 @@ std::map<std::string, double> Evaluate(ClipModel& model, const ClipTokenizer& to
   }
   if (was_training) model->train();
   return metrics;
+}
+
+absl::Status LoadSplitClasses(const DatasetIndex& split, const std::string& classnames,
+                              EvalOptions* options) {
+  std::string folder;
+  if (!split.shards().empty()) {
+    folder = std::filesystem::path(split.shards().front().path).parent_path().string();
+  }
+  auto beside = [&](const char* name) -> std::string {
+    if (folder.empty()) return "";
+    const std::string path = (std::filesystem::path(folder) / name).string();
+    std::error_code error;
+    return std::filesystem::exists(path, error) ? path : "";
+  };
+  const std::string names = classnames.empty() ? beside("classnames.txt") : classnames;
+  if (!names.empty()) {
+    ASSIGN_OR_RETURN(options->classnames, ReadNonEmptyLines(names));
+  }
+  if (options->templates.empty()) {
+    const std::string templates = beside("zeroshot_classification_templates.txt");
+    if (!templates.empty()) {
+      ASSIGN_OR_RETURN(options->templates, ReadNonEmptyLines(templates));
+    } else {
+      options->templates = {"a photo of a {}."};
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace clipscale

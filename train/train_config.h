@@ -13,33 +13,56 @@
 namespace clipscale {
 
 struct DataConfig {
-  std::string train;             // shard spec: folder, file, "dir/{00000..00009}.tar", joined by ::
-  std::string val;               // held-out shards with class labels (optional)
+  // Shard spec: folder, file, "dir/{00000..00009}.tar", several joined by ::,
+  // or a .index file from `clipscale data index`.
+  std::string train;
+  std::string val;               // held-out shards (optional), same forms
   std::string classnames;        // one class per line (default: <val>/classnames.txt)
+  // Sampling weight per `::` source of `train` (OpenCLIP's
+  // --train-data-upsampling-factors); empty: 1 each. See data/sample_order.h.
+  std::vector<double> train_weights;
   int64_t batch_size = 128;      // global batch, split evenly over the ranks
   // Samples per encoder pass on each rank; smaller than batch_size/ranks turns
   // on gradient caching (same gradients, activations of one micro-batch). 0: off.
   int64_t micro_batch_size = 0;
   bool augment = true;           // RandomResizedCrop(scale 0.9-1) vs the eval transform
+  // JPEGs decoded at 1/2, 1/4 or 1/8 scale when the short side stays >= the
+  // image size (training only; evaluation always decodes exactly).
+  bool fast_decode = true;
+  int64_t shuffle_block_shards = 4;  // shards whose samples are shuffled together
+  int64_t workers = 0;           // decode threads per rank; 0: the rank's share of the cores
+  int64_t prefetch_steps = 2;    // batches decoded ahead
+  std::string index_cache;       // folder of cached indexes; "": <CLIPSCALE_CACHE>/index
+  // Writes each rank's sample keys per step to <output>/sample_keys/rank_<r>.txt.
+  bool log_sample_keys = false;
 
   template <class V>
   void Visit(V& v) {
     v("train", train);
     v("val", val);
     v("classnames", classnames);
+    v("train_weights", train_weights);
     v("batch_size", batch_size);
     v("micro_batch_size", micro_batch_size);
     v("augment", augment);
+    v("fast_decode", fast_decode);
+    v("shuffle_block_shards", shuffle_block_shards);
+    v("workers", workers);
+    v("prefetch_steps", prefetch_steps);
+    v("index_cache", index_cache);
+    v("log_sample_keys", log_sample_keys);
   }
 };
 
 struct EvalConfig {
   int64_t every_steps = 0;  // 0: only at the end
+  int64_t batch_size = 256;  // per rank
   std::vector<std::string> templates = {"a photo of a {}.", "a {}.", "a drawing of a {}."};
 
   template <class V>
   void Visit(V& v) {
     v("every_steps", every_steps);
+    v("batch_size", batch_size);
     v("templates", templates);
   }
 };
@@ -71,6 +94,7 @@ struct TrainConfig {
   ScheduleConfig schedule;
   EvalConfig eval;
   int64_t epochs = 10;
+  int64_t max_steps = 0;  // > 0: stop (and end the schedule) after this many steps
   uint64_t seed = 0;
   bool grad_checkpointing = false;
   bool lock_image = false;     // LiT: frozen image tower, no backward through it
@@ -92,6 +116,7 @@ struct TrainConfig {
     v("schedule", schedule);
     v("eval", eval);
     v("epochs", epochs);
+    v("max_steps", max_steps);
     v("seed", seed);
     v("grad_checkpointing", grad_checkpointing);
     v("lock_image", lock_image);

@@ -12,15 +12,16 @@
 #include "core/config.h"
 #include "core/file_util.h"
 #include "core/logging.h"
+#include "core/append_file.h"
 #include "core/metrics.h"
 #include "core/random.h"
 #include "core/status.h"
 #include "distributed/communicator_factory.h"
 #include "distributed/launch_env.h"
 #include "models/weights_io.h"
-#include "train/batch.h"
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
+#include "train/train_data.h"
 
 namespace clipscale {
 namespace {
@@ -43,11 +44,11 @@ class Trainer {
   absl::Status LoadData();
   void LockImageTower();
   // Returns the batch loss; `lr` is the learning rate the step used.
-  double Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed,
-              double* lr);
-  void LogStep(int64_t step, double loss, double lr, double seconds);
-  std::map<std::string, double> RunEval(int64_t step);
-  void LogDataStats(int64_t step);
+  double Step(int64_t step, const LoadedBatch& batch, double* lr);
+  void LogStep(int64_t step, double loss, double lr, double seconds, double wait);
+  absl::StatusOr<std::map<std::string, double>> RunEval(int64_t step);
+  std::map<std::string, double> LogDataStats(int64_t step);  // a collective
+  absl::Status LogSampleKeys(const LoadedBatch& batch);
 
   const TrainConfig& config_;
   std::unique_ptr<Communicator> comm_;
@@ -60,36 +61,27 @@ class Trainer {
   std::optional<ClipTokenizer> tokenizer_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::unique_ptr<MetricsLogger> metrics_;
-  DataStats stats_;
-  std::vector<Example> train_, val_;
+  TrainData data_;
+  int workers_ = 1;
+  std::unique_ptr<AppendFile> sample_keys_;
   EvalOptions eval_options_;
-  int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  int64_t total_steps_ = 0;
+  double wait_seconds_ = 0;
   double window_loss_ = 0;
   int64_t window_steps_ = 0;
   bool tty_ = false;
 };
 
 absl::Status Trainer::LoadData() {
-  ASSIGN_OR_RETURN(train_, LoadExamples(config_.data.train, &stats_));
-  if (config_.data.batch_size > static_cast<int64_t>(train_.size())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("data.batch_size: ", config_.data.batch_size, " is larger than the ",
-                     train_.size(), " usable training samples in ", config_.data.train));
-  }
-  if (config_.data.batch_size % world_ != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("data.batch_size: ", config_.data.batch_size, " does not split evenly over ",
-                     world_, " ranks"));
-  }
+  ASSIGN_OR_RETURN(data_, OpenTrainData(config_, *tokenizer_, *comm_, workers_));
   local_batch_ = config_.data.batch_size / world_;
-  steps_per_epoch_ = static_cast<int64_t>(train_.size()) / config_.data.batch_size;
-  total_steps_ = steps_per_epoch_ * config_.epochs;
-  if (!config_.data.val.empty()) {
-    DataStats val_stats;
-    ASSIGN_OR_RETURN(val_, LoadExamples(config_.data.val, &val_stats));
-    ASSIGN_OR_RETURN(eval_options_.classnames,
-                     LoadClassnames(config_.data.val, config_.data.classnames));
+  total_steps_ = data_.total_steps;
+  if (data_.val) {
     eval_options_.templates = config_.eval.templates;
+    eval_options_.batch_size = config_.eval.batch_size;
+    eval_options_.workers = workers_;
+    RETURN_IF_ERROR(Annotate(LoadSplitClasses(*data_.val, config_.data.classnames, &eval_options_),
+                             "data.classnames"));
   }
   return absl::OkStatus();
 }
@@ -133,15 +125,16 @@ absl::Status Trainer::SetupDistributed() {
 
 absl::Status Trainer::Setup() {
   RETURN_IF_ERROR(SetupDistributed());
+  // The node's cores shared by the ranks on it (2 ranks on 4 cores: 2 each).
+  auto env = ParseLaunchEnv(ProcessEnvironment());
+  const int local = env.ok() ? std::max(1, env->local_size) : 1;
+  const int share = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local);
   if (config_.threads > 0) {
     torch::set_num_threads(config_.threads);
   } else if (device_.is_cpu()) {
-    // The node's cores shared by the ranks on it (2 ranks on 4 cores: 2 threads each).
-    auto env = ParseLaunchEnv(ProcessEnvironment());
-    const int local = env.ok() ? env->local_size : 1;
-    const int share = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local);
     torch::set_num_threads(std::min(torch::get_num_threads(), share));
   }
+  workers_ = config_.data.workers > 0 ? static_cast<int>(config_.data.workers) : share;
   ASSIGN_OR_RETURN(tokenizer_, ClipTokenizer::LoadDefault());
   RETURN_IF_ERROR(LoadData());
   RETURN_IF_ERROR(Annotate(ValidateSchedule(config_.schedule, total_steps_),
@@ -160,13 +153,19 @@ absl::Status Trainer::Setup() {
   reducer_ = std::make_unique<GradientReducer>(TrainableParameters(*model_), comm_.get(),
                                                config_.distributed.bucket_mb << 20);
   if (rank_ == 0) {
-    std::filesystem::create_directories(config_.output);
+    std::error_code error;
+    std::filesystem::create_directories(config_.output, error);
+    if (error) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("output: cannot create ", config_.output, ": ", error.message()));
+    }
     RETURN_IF_ERROR(WriteFileAtomically(config_.output + "/config.yaml", ConfigToYaml(config_)));
     RETURN_IF_ERROR(WriteFileAtomically(config_.output + "/model.yaml",
                                         ConfigToYaml(config_.model_config)));
     ASSIGN_OR_RETURN(metrics_, OpenMetricsLogger(config_.output));
     tty_ = IsTerminal(stderr);
-    LogInfo("training ", config_.model, " on ", train_.size(), " samples: ", total_steps_,
+    LogInfo("training ", config_.model, " on ", data_.train->total_samples(), " samples in ",
+            data_.train->shards().size(), " shard(s): ", total_steps_,
             " steps of global batch ", config_.data.batch_size, " = ", world_, " rank(s) x ",
             local_batch_, " (", comm_->backend(), ", ", device_.str(), ", ", config_.loss,
             " loss", step_options_.micro_batch > 0 && step_options_.micro_batch < local_batch_
@@ -174,19 +173,29 @@ absl::Status Trainer::Setup() {
                 : std::string(),
             "); output in ", config_.output);
   }
+  if (config_.data.log_sample_keys) {
+    const std::string dir = config_.output + "/sample_keys";
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    if (error) return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir));
+    ASSIGN_OR_RETURN(sample_keys_, AppendFile::Open(absl::StrCat(dir, "/rank_", rank_, ".txt"),
+                                                    /*exclusive=*/false, FlushPolicy()));
+  }
   return absl::OkStatus();
 }
 
-double Trainer::Step(int64_t step, const std::vector<int64_t>& indices, uint64_t augment_seed,
-                     double* lr) {
-  const ModelConfig& mc = config_.model_config;
-  Batch batch = MakeBatch(train_, indices, mc.vision.image_size, *tokenizer_,
-                          mc.text.context_length, config_.data.augment ? &augment_seed : nullptr);
+double Trainer::Step(int64_t step, const LoadedBatch& batch, double* lr) {
+  const int64_t size = config_.model_config.vision.image_size;
+  const int context = config_.model_config.text.context_length;
+  // The loader's buffers, without a copy on the CPU (the batch outlives the step).
+  const torch::Tensor images = torch::from_blob(batch.images, {batch.rows, 3, size, size});
+  const torch::Tensor tokens = torch::from_blob(batch.tokens, {batch.rows, context}, torch::kInt64);
   *lr = LearningRate(config_.schedule, step, total_steps_);
   SetLearningRate(*optimizer_, *lr);
   BroadcastBuffers(*model_, *comm_);  // BatchNorm statistics follow rank 0, as under DDP
-  const double loss = ComputeGradients(model_, batch.images.to(device_), batch.tokens.to(device_),
-                                       *comm_, *reducer_, step_options_);
+  const double loss = ComputeGradients(model_, images.to(device_, /*non_blocking=*/true),
+                                       tokens.to(device_, /*non_blocking=*/true), *comm_,
+                                       *reducer_, step_options_);
   // The gradients are identical on every rank now, so are the norm and the step.
   if (config_.optimizer.grad_clip_norm > 0) {
     torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optimizer.grad_clip_norm);
@@ -200,8 +209,9 @@ double Trainer::Step(int64_t step, const std::vector<int64_t>& indices, uint64_t
   return loss;
 }
 
-void Trainer::LogStep(int64_t step, double loss, double lr, double seconds) {
+void Trainer::LogStep(int64_t step, double loss, double lr, double seconds, double wait) {
   if (rank_ != 0) return;
+  metrics_->Scalar("data/wait_s", wait, step);
   const double samples_per_second = config_.data.batch_size / std::max(seconds, 1e-9);
   metrics_->Scalar("train/loss", loss, step);
   metrics_->Scalar("train/lr", lr, step);
@@ -218,19 +228,25 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double seconds) {
   }
 }
 
-void Trainer::LogDataStats(int64_t step) {
-  if (rank_ != 0) return;
-  metrics_->Scalar("data/samples", static_cast<double>(stats_.samples), step);
-  metrics_->Scalar("data/bad_shards", static_cast<double>(stats_.bad_shards), step);
-  metrics_->Scalar("data/bad_images", static_cast<double>(stats_.bad_images), step);
-  metrics_->Scalar("data/bad_captions", static_cast<double>(stats_.bad_captions), step);
-  metrics_->Scalar("data/missing_fields", static_cast<double>(stats_.missing_fields), step);
+std::map<std::string, double> Trainer::LogDataStats(int64_t step) {
+  std::map<std::string, double> counts = DataCounts(*data_.loader, *data_.train, *comm_);
+  if (rank_ == 0) {
+    for (const auto& [name, value] : counts) metrics_->Scalar(name, value, step);
+  }
+  return counts;
 }
 
-std::map<std::string, double> Trainer::RunEval(int64_t step) {
-  if (val_.empty()) return {};
-  std::map<std::string, double> result =
-      Evaluate(model_, *tokenizer_, val_, eval_options_, comm_.get());
+absl::Status Trainer::LogSampleKeys(const LoadedBatch& batch) {
+  if (!sample_keys_) return absl::OkStatus();
+  std::string line = absl::StrCat(batch.epoch, " ", batch.step);
+  for (int64_t r = 0; r < batch.rows; ++r) absl::StrAppend(&line, " ", batch.keys[r]);
+  sample_keys_->Append(line + "\n");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, double>> Trainer::RunEval(int64_t step) {
+  if (!data_.val) return std::map<std::string, double>();
+  ASSIGN_OR_RETURN(auto result, Evaluate(model_, *tokenizer_, data_.val, eval_options_, comm_.get()));
   if (rank_ == 0) {
     for (const auto& [name, value] : result) metrics_->Scalar("eval/" + name, value, step);
   }
@@ -239,40 +255,40 @@ std::map<std::string, double> Trainer::RunEval(int64_t step) {
 
 absl::StatusOr<TrainResult> Trainer::Run() {
   TrainResult result;
-  LogDataStats(0);
   const auto start = Clock::now();
   int64_t step = 0;
-  for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
-    const std::vector<int64_t> order =
-        Permutation(static_cast<int64_t>(train_.size()), MixSeed(config_.seed, epoch));
-    for (int64_t b = 0; b < steps_per_epoch_; ++b, ++step) {
-      const auto step_start = Clock::now();
-      // This rank's share of the global batch: rows [rank·n, (rank+1)·n).
-      const int64_t first = b * config_.data.batch_size + rank_ * local_batch_;
-      std::vector<int64_t> indices(order.begin() + first, order.begin() + first + local_batch_);
-      double lr = 0;
-      const double loss = Step(step, indices, MixSeed(config_.seed, epoch, b + 1), &lr);
-      LogStep(step, loss, lr, Seconds(step_start));
-      window_loss_ += loss;
-      if (++window_steps_ == config_.log_every || step + 1 == total_steps_) {
-        if (result.first_loss == 0) result.first_loss = window_loss_ / window_steps_;
-        result.last_loss = window_loss_ / window_steps_;
-        if (rank_ == 0 && !tty_) {
-          LogInfo("step ", step + 1, "/", total_steps_, " loss ", result.last_loss);
-        }
-        window_loss_ = 0;
-        window_steps_ = 0;
-        if (rank_ == 0) RETURN_IF_ERROR(metrics_->Flush());
-      }
-      if (config_.eval.every_steps > 0 && (step + 1) % config_.eval.every_steps == 0 &&
-          step + 1 < total_steps_) {
-        RunEval(step + 1);
-      }
+  RETURN_IF_ERROR(data_.loader->Seek(0, 0));
+  while (step < total_steps_) {
+    const auto step_start = Clock::now();
+    ASSIGN_OR_RETURN(std::shared_ptr<LoadedBatch> batch, data_.loader->Next());
+    const double wait = Seconds(step_start);
+    wait_seconds_ += wait;
+    RETURN_IF_ERROR(LogSampleKeys(*batch));
+    double lr = 0;
+    const double loss = Step(step, *batch, &lr);
+    batch.reset();  // its buffer goes back to the loader
+    LogStep(step, loss, lr, Seconds(step_start), wait);
+    window_loss_ += loss;
+    ++step;
+    if (++window_steps_ == config_.log_every || step == total_steps_) {
+      if (result.first_loss == 0) result.first_loss = window_loss_ / window_steps_;
+      result.last_loss = window_loss_ / window_steps_;
+      if (rank_ == 0 && !tty_) LogInfo("step ", step, "/", total_steps_, " loss ", result.last_loss);
+      window_loss_ = 0;
+      window_steps_ = 0;
+      LogDataStats(step);
+      if (rank_ == 0) RETURN_IF_ERROR(metrics_->Flush());
+      if (sample_keys_) RETURN_IF_ERROR(sample_keys_->Flush());
+    }
+    if (config_.eval.every_steps > 0 && step % config_.eval.every_steps == 0 &&
+        step < total_steps_) {
+      RETURN_IF_ERROR(RunEval(step).status());
     }
   }
   if (tty_) std::fprintf(stderr, "\n");
   result.steps = step;
-  result.samples_per_second = step * config_.data.batch_size / std::max(Seconds(start), 1e-9);
+  const double train_seconds = std::max(Seconds(start), 1e-9);
+  result.samples_per_second = step * config_.data.batch_size / train_seconds;
   result.rank = rank_;
   result.world_size = world_;
   result.backend = comm_->backend();
@@ -280,7 +296,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   // Every step applied the same all-reduced gradients on every rank, so the
   // replicas must agree to the bit; a difference is a bug worth stopping for.
   RETURN_IF_ERROR(CheckReplicasIdentical(*model_, *comm_));
-  result.eval = RunEval(step);
+  ASSIGN_OR_RETURN(result.eval, RunEval(step));
+  result.data = LogDataStats(step);
+  result.data_wait_fraction = wait_seconds_ / train_seconds;
   result.weights_path = config_.output + "/model.safetensors";
   if (rank_ == 0) {
     RETURN_IF_ERROR(SaveWeights(*model_, result.weights_path));

@@ -19,6 +19,8 @@ struct TrainResult {
   double last_loss = 0;   // mean over the last logging window
   double samples_per_second = 0;
   std::map<std::string, double> eval;  // final evaluation (empty without a val split)
+  std::map<std::string, double> data;  // bad-data counts over all ranks (data/bad_*, ...)
+  double data_wait_fraction = 0;       // share of the step time spent waiting for batches
   std::string weights_path;            // <output>/model.safetensors (OpenCLIP names)
   int rank = 0;                        // this process's rank ...
   int world_size = 1;                  // ... of this many

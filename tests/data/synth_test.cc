@@ -9,7 +9,6 @@
 #include <regex>
 
 #include "core/file_util.h"
-#include "data/examples.h"
 #include "data/tar.h"
 #include "data/webdataset.h"
 #include "nlohmann/json.hpp"
@@ -76,49 +75,6 @@ TEST(SynthTest, CaptionsDescribeTheScene) {
     EXPECT_TRUE(std::regex_match(caption, pattern)) << caption;
     EXPECT_EQ(SynthClassNames()[SceneClass(scene)],
               SynthColours()[scene.colour] + " " + SynthShapes()[scene.shape]);
-  }
-}
-
-TEST(SynthTest, ReaderSkipsAndCountsDamage) {
-  const std::string dir = testing::MakeTempDir();
-  ASSERT_TRUE(WriteSynthDataset(Small(dir)).ok());
-  // Shard 1: a corrupt JPEG, an empty caption and a non-UTF-8 caption.
-  {
-    auto writer = TarWriter::Create(dir + "/train/00003.tar");
-    ASSERT_TRUE(writer.ok());
-    std::string jpeg;  // a real JPEG from a good shard
-    ASSERT_TRUE(ReadTar(dir + "/train/00000.tar", [&](const TarMember& m) {
-                  if (jpeg.empty() && m.name.size() > 4 && m.name.substr(m.name.size() - 4) == ".jpg") {
-                    jpeg = m.content;
-                  }
-                  return absl::OkStatus();
-                }).ok());
-    ASSERT_TRUE(writer->Add("000000900.jpg", "\xff\xd8\xff\xe0 not really a jpeg").ok());
-    ASSERT_TRUE(writer->Add("000000900.txt", "a caption").ok());
-    ASSERT_TRUE(writer->Add("000000901.jpg", jpeg).ok());
-    ASSERT_TRUE(writer->Add("000000901.txt", "  \n").ok());
-    ASSERT_TRUE(writer->Add("000000902.jpg", jpeg).ok());
-    ASSERT_TRUE(writer->Add("000000902.txt", "bad \xc3\x28 utf8").ok());
-    ASSERT_TRUE(writer->Add("000000903.txt", "no image").ok());
-    ASSERT_TRUE(writer->Close().ok());
-  }
-  // Shard 2 truncated in the middle; shard 4 missing from a brace spec.
-  auto bytes = ReadFile(dir + "/train/00002.tar");
-  std::ofstream(dir + "/train/00002.tar", std::ios::binary | std::ios::trunc)
-      << bytes->substr(0, bytes->size() / 2);
-  DataStats stats;
-  auto examples = LoadExamples(dir + "/train/{00000..00004}.tar", &stats);
-  ASSERT_TRUE(examples.ok()) << examples.status();
-  EXPECT_EQ(stats.bad_images.load(), 1);
-  EXPECT_EQ(stats.bad_captions.load(), 2);
-  EXPECT_EQ(stats.missing_fields.load(), 1);
-  EXPECT_EQ(stats.bad_shards.load(), 2);  // the truncated one and the missing one
-  EXPECT_GE(static_cast<int>(examples->size()), 20);
-  EXPECT_LT(static_cast<int>(examples->size()), 25);
-  EXPECT_EQ(stats.samples.load(), static_cast<int64_t>(examples->size()));
-  for (const auto& e : *examples) {
-    EXPECT_EQ(e.image.width, 48);
-    EXPECT_GE(e.label, 0);
   }
 }
 

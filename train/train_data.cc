@@ -1,0 +1,147 @@
+#include "train/train_data.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+
+namespace clipscale {
+namespace {
+
+// The int64 of a hash's bits, so MPI's MAX and MIN can compare them.
+int64_t AsInt64(uint64_t h) {
+  int64_t v;
+  std::memcpy(&v, &h, sizeof v);
+  return v;
+}
+
+// True on every rank when all ranks hold the same values (MAX of v and of -v).
+torch::Tensor MaxAndNegMax(const std::vector<int64_t>& values, Communicator& comm) {
+  const auto n = static_cast<int64_t>(values.size());
+  torch::Tensor t = torch::empty({2, n}, torch::kInt64);
+  for (int64_t i = 0; i < n; ++i) {
+    t[0][i] = values[i];
+    t[1][i] = ~values[i];  // ~ instead of -, which overflows for INT64_MIN
+  }
+  comm.AllReduce(t, ReduceOp::kMax);
+  return t;
+}
+
+}  // namespace
+
+std::string IndexCacheDir(const DataConfig& config) {
+  if (!config.index_cache.empty()) return config.index_cache;
+  if (const char* cache = std::getenv("CLIPSCALE_CACHE"); cache && *cache) {
+    return absl::StrCat(cache, "/index");
+  }
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home && *home ? home : ".", "/.cache/clipscale/index");
+}
+
+absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm) {
+  if (comm.size() == 1) return absl::OkStatus();
+  const auto shards = static_cast<int64_t>(index.shards().size());
+  torch::Tensor head = MaxAndNegMax({AsInt64(index.hash()), shards}, comm);
+  auto same = [](const torch::Tensor& t, int64_t i) {
+    return t[0][i].item<int64_t>() == ~t[1][i].item<int64_t>();
+  };
+  if (same(head, 0)) return absl::OkStatus();
+  if (!same(head, 1)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ranks see different training datasets: ", shards, " shards here, ",
+        head[0][1].item<int64_t>(), " on another rank (", index.spec(), ")"));
+  }
+  std::vector<int64_t> hashes(shards);
+  for (int64_t i = 0; i < shards; ++i) hashes[i] = AsInt64(index.ShardHash(i));
+  torch::Tensor all = MaxAndNegMax(hashes, comm);
+  for (int64_t i = 0; i < shards; ++i) {
+    if (!same(all, i)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the ranks see different training datasets: shard ", index.shards()[i].path,
+          " differs (size, mtime or contents) between ranks; index it once and pass the .index"));
+    }
+  }
+  return absl::FailedPreconditionError("the ranks see different training datasets");
+}
+
+absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTokenizer& tokenizer,
+                                        Communicator& comm, int workers) {
+  TrainData data;
+  const std::string cache = IndexCacheDir(config.data);
+  IndexBuildOptions build;
+  build.threads = workers;
+  auto train = DatasetIndex::OpenOrBuild(config.data.train, cache, build);
+  // Every rank reaches the check, also one whose index failed to open.
+  torch::Tensor failed = torch::full({1}, train.ok() ? 0L : 1L, torch::kInt64);
+  comm.AllReduce(failed, ReduceOp::kMax);
+  if (!train.ok()) return Annotate(train.status(), "data.train");
+  if (failed.item<int64_t>() != 0) {
+    return absl::FailedPreconditionError("data.train: another rank could not open the index");
+  }
+  data.train = *train;
+  RETURN_IF_ERROR(CheckSameIndex(*data.train, comm));
+  if (data.train->total_samples() == 0) {
+    return absl::NotFoundError(absl::StrCat("data.train: no usable samples in ", config.data.train));
+  }
+  const int64_t batch = config.data.batch_size, world = comm.size();
+  if (batch % world != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("data.batch_size: ", batch,
+                                                   " does not split evenly over ", world, " ranks"));
+  }
+  StreamLoaderOptions o;
+  o.order.seed = config.seed;
+  o.order.shuffle_block_shards = config.data.shuffle_block_shards;
+  o.order.source_weights = config.data.train_weights;
+  o.global_batch = batch;
+  o.slice_size = batch / world;
+  o.slice_begin = comm.rank() * o.slice_size;
+  o.image_size = config.model_config.vision.image_size;
+  o.context_length = config.model_config.text.context_length;
+  o.augment = config.data.augment;
+  o.fast_decode = config.data.fast_decode;
+  o.workers = workers;
+  o.prefetch_steps = static_cast<int>(config.data.prefetch_steps);
+  auto loader = StreamLoader::Create(data.train, &tokenizer, o);
+  if (!loader.ok()) return Annotate(loader.status(), "data");
+  data.loader = std::move(*loader);
+  for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
+    ASSIGN_OR_RETURN(int64_t steps, data.loader->StepsInEpoch(epoch));
+    if (steps == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.batch_size: ", batch, " is larger than epoch ", epoch, "'s ",
+          data.train->total_samples(), " usable training samples in ", config.data.train));
+    }
+    data.steps_per_epoch.push_back(steps);
+    data.total_steps += steps;
+  }
+  if (config.max_steps > 0) data.total_steps = std::min(data.total_steps, config.max_steps);
+  if (!config.data.val.empty()) {
+    auto val = DatasetIndex::OpenOrBuild(config.data.val, cache, build);
+    if (!val.ok()) return Annotate(val.status(), "data.val");
+    data.val = *val;
+  }
+  return data;
+}
+
+std::map<std::string, double> DataCounts(const StreamLoader& loader, const DatasetIndex& index,
+                                         Communicator& comm) {
+  const auto counts = loader.counts().ByName();
+  torch::Tensor sums = torch::empty({static_cast<int64_t>(counts.size())}, torch::kFloat64);
+  int64_t i = 0;
+  for (const auto& [name, value] : counts) sums[i++] = static_cast<double>(value);
+  comm.AllReduce(sums, ReduceOp::kSum);
+  std::map<std::string, double> out;
+  i = 0;
+  for (const auto& [name, value] : counts) out["data/" + name] = sums[i++].item<double>();
+  const IndexDropCounts dropped = index.dropped();
+  out["data/index_incomplete_samples"] = static_cast<double>(dropped.incomplete_samples);
+  out["data/index_duplicate_members"] = static_cast<double>(dropped.duplicate_members);
+  out["data/index_truncated_shards"] = static_cast<double>(dropped.truncated_shards);
+  out["data/index_unreadable_shards"] = static_cast<double>(dropped.unreadable_shards);
+  return out;
+}
+
+}  // namespace clipscale
