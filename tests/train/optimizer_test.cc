@@ -3,11 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <cstdio>
 #include <set>
-
-#include <ATen/Parallel.h>
 
 #include "models/clip_model.h"
 
@@ -150,41 +146,6 @@ TEST(OptimizerTest, FusedStepMatchesTorchAdamWFloat) {
 
 TEST(OptimizerTest, FusedStepMatchesTorchAdamWDouble) {
   ExpectFusedMatchesTorch(torch::kDouble, /*rtol=*/1e-12, /*atol=*/1e-14);
-}
-
-// Microbenchmark, not a check: run with --gtest_also_run_disabled_tests. Step
-// time of torch's AdamW vs FusedAdamW on the tiny model's parameters, 2 threads.
-TEST(OptimizerTest, DISABLED_StepSpeed) {
-  at::set_num_threads(2);
-  ClipModel model = TinyModel();
-  ParameterGroups groups = SplitForWeightDecay(*model);
-  ParamCopies ref_params = Copy(groups, torch::kFloat, torch::randn({2, 3}));
-  ParamCopies fused_params = Copy(groups, torch::kFloat, torch::randn({2, 3}));
-  int64_t numel = 0;
-  for (const auto& p : ref_params.All()) numel += p.numel();
-  for (auto* params : {&ref_params, &fused_params}) {
-    for (auto& p : params->All()) p.mutable_grad() = torch::randn_like(p);
-  }
-  auto ref = MakeOptimizer<torch::optim::AdamW>(ref_params, OptimizerConfig());
-  auto fused = MakeOptimizer<FusedAdamW>(fused_params, OptimizerConfig());
-  SetLearningRate(*ref, 1e-4);
-  SetLearningRate(*fused, 1e-4);
-  auto time_steps = [](torch::optim::Optimizer& optimizer, int n) {
-    auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < n; ++i) optimizer.step();
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-               .count() / n;
-  };
-  time_steps(*ref, 3);
-  time_steps(*fused, 3);
-  double ref_ms = 1e30, fused_ms = 1e30;
-  for (int round = 0; round < 5; ++round) {  // interleaved, best of 5 rounds of 10
-    ref_ms = std::min(ref_ms, time_steps(*ref, 10));
-    fused_ms = std::min(fused_ms, time_steps(*fused, 10));
-  }
-  std::printf("AdamW step, %lld params, %d threads: torch %.2f ms, fused %.2f ms, speedup %.2fx\n",
-              static_cast<long long>(numel), at::get_num_threads(), ref_ms, fused_ms,
-              ref_ms / fused_ms);
 }
 
 }  // namespace
