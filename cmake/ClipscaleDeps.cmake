@@ -117,6 +117,7 @@ pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
 pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)
+pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)  # http(s):// shard sources
 
 if(CLIPSCALE_WITH_TORCH)
   message(STATUS "clipscale: torch ${Torch_VERSION}, CUDA ${CLIPSCALE_HAVE_CUDA}, NCCL ${CLIPSCALE_HAVE_NCCL}")

@@ -18,6 +18,7 @@
 #include "core/logging.h"
 #include "core/status.h"
 #include "data/dataset_index.pb.h"
+#include "data/shard_cache.h"
 #include "data/tar.h"
 #include "data/webdataset.h"
 
@@ -82,16 +83,23 @@ bool IsImageExtension(const std::string& extension) {
 }
 
 // Scans one shard into its section and its table entry.
-void IndexShard(const std::string& path, proto::IndexShard* shard, proto::ShardSection* section) {
-  shard->set_path(path);
-  auto info = Stat(path);
+void IndexShard(const std::string& name, ShardCache* cache, proto::IndexShard* shard,
+                proto::ShardSection* section) {
+  shard->set_path(name);
+  absl::StatusOr<std::string> local = name;
+  if (IsRemoteShard(name)) {
+    local = cache ? cache->Fetch(name)
+                  : absl::FailedPreconditionError(absl::StrCat(name, ": no shard cache for remote shards"));
+  }
+  auto info = local.ok() ? Stat(*local) : absl::StatusOr<StatInfo>(local.status());
   if (!info.ok()) {
     shard->set_error(std::string(info.status().message()));
     shard->mutable_dropped()->set_unreadable_shards(1);
     return;
   }
+  const std::string path = *local;
   shard->set_size(info->size);
-  shard->set_mtime_ns(info->mtime_ns);
+  shard->set_mtime_ns(IsRemoteShard(name) ? 0 : info->mtime_ns);
   proto::IndexDropped* dropped = shard->mutable_dropped();
   proto::IndexSample current;
   bool has_image = false;
@@ -205,7 +213,7 @@ absl::Status DatasetIndex::Build(const std::string& spec, const std::string& pat
     std::atomic<size_t> next{0};
     auto work = [&] {
       for (size_t i; (i = next++) < count;) {
-        IndexShard(shards[first + i].first, &table[i], &sections[i]);
+        IndexShard(shards[first + i].first, options.cache, &table[i], &sections[i]);
         table[i].set_source(shards[first + i].second);
       }
     };
@@ -333,6 +341,7 @@ std::vector<std::string> DatasetIndex::ChangedShards() const {
   std::vector<std::string> changed;
   for (const auto& s : shards_) {
     if (s.dropped.unreadable_shards > 0) continue;  // it had no samples to lose
+    if (IsRemoteShard(s.path)) continue;
     auto info = Stat(s.path);
     if (!info.ok()) {
       changed.push_back(absl::StrCat(s.path, " (gone)"));

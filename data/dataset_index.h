@@ -51,8 +51,13 @@ struct IndexedShard {
   IndexDropCounts dropped;
 };
 
+class ShardCache;
+
 struct IndexBuildOptions {
   int threads = 0;  // shards scanned in parallel; 0: the machine's cores
+  // Where http(s):// and pipe: shards are fetched to (they are recorded by
+  // URL, with the fetched size and mtime 0); null: such shards are unreadable.
+  ShardCache* cache = nullptr;
 };
 
 // The image members a sample may carry, in the order they are preferred.
@@ -94,8 +99,9 @@ class DatasetIndex {
   // One shard's samples, read from its section (checksum verified).
   absl::StatusOr<std::vector<IndexedSample>> ReadShard(int64_t shard) const;
 
-  // Shards whose size or mtime on disk differ from the index (or that are
-  // gone), as "path (why)" lines; empty when all match.
+  // Local shards whose size or mtime on disk differ from the index (or that
+  // are gone), as "path (why)" lines; empty when all match. Remote shards
+  // are checked by size when the loader fetches them.
   std::vector<std::string> ChangedShards() const;
 
  private:

@@ -92,15 +92,33 @@ absl::StatusOr<std::shared_ptr<SampleReader::ShardFile>> SampleReader::File(int6
     if (LruGet(files_, shard, &file)) return file;
   }
   const IndexedShard& info = index_->shards()[shard];
+  const bool remote = IsRemoteShard(info.path);
   file = std::make_shared<ShardFile>();
   file->path = info.path;
-  file->fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
+  // A remote shard's cached copy can be evicted by another process between
+  // fetch and open: fetched again then.
+  for (int attempt = 0; attempt < 3 && file->fd < 0; ++attempt) {
+    absl::StatusOr<std::string> local = info.path;
+    if (remote) {
+      local = options_.cache ? options_.cache->Fetch(info.path)
+                             : absl::FailedPreconditionError("no shard cache for remote shards");
+    }
+    if (!local.ok()) {
+      file->error = std::string(local.status().message());
+      break;
+    }
+    file->fd = ::open(local->c_str(), O_RDONLY | O_CLOEXEC);
+    if (file->fd < 0) {
+      file->error = absl::StrCat("cannot open shard ", info.path, ": ", std::strerror(errno));
+    }
+  }
   struct stat st;
-  if (file->fd < 0) {
-    file->error = absl::StrCat("cannot open shard ", info.path, ": ", std::strerror(errno));
-  } else if (::fstat(file->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != info.size ||
-             int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec != info.mtime_ns) {
-    file->error = absl::StrCat("shard ", info.path, " changed since it was indexed");
+  if (file->fd >= 0) {
+    file->error.clear();
+    const bool changed =
+        ::fstat(file->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != info.size ||
+        (!remote && int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec != info.mtime_ns);
+    if (changed) file->error = absl::StrCat("shard ", info.path, " changed since it was indexed");
   }
   std::lock_guard<std::mutex> lock(mu_);
   LruPut(files_, shard, file, static_cast<size_t>(options_.open_files));

@@ -17,6 +17,7 @@
 #include "data/augment.h"
 #include "data/dataset_index.h"
 #include "data/sample_order.h"
+#include "data/shard_cache.h"
 #include "data/tokenizer.h"
 
 namespace clipscale {
@@ -30,6 +31,7 @@ struct SampleReaderOptions {
   // Training needs a caption; a classification split (CLIP_benchmark's .cls
   // shards) may have none: the row then gets an empty caption.
   bool require_caption = true;
+  ShardCache* cache = nullptr;  // for http(s):// and pipe: shards
   int cached_shards = 16;  // sample tables kept in memory
   int open_files = 64;
 };

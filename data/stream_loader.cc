@@ -282,6 +282,7 @@ absl::StatusOr<std::unique_ptr<StreamLoader>> StreamLoader::Create(
   reader.fast_decode = options.fast_decode;
   reader.context_length = options.context_length;
   reader.require_caption = options.global_batch > 0;
+  reader.cache = options.cache;
   // The blocks being read (two, across a block boundary) plus one shard per worker.
   reader.cached_shards =
       static_cast<int>(2 * options.order.shuffle_block_shards) + state->options.workers + 2;

@@ -31,6 +31,7 @@
 #include "data/augment.h"
 #include "data/dataset_index.h"
 #include "data/sample_order.h"
+#include "data/shard_cache.h"
 #include "data/tokenizer.h"
 
 namespace clipscale {
@@ -61,6 +62,7 @@ struct StreamLoaderOptions {
   // position (training); with false, its row is marked invalid (evaluation).
   bool replace_bad = true;
   int max_replacements = 16;
+  ShardCache* cache = nullptr;  // for http(s):// and pipe: shards; must outlive the loader
   // Batch buffer allocation (pinned host memory on CUDA); default: new[].
   std::function<std::shared_ptr<void>(size_t bytes)> allocate;
 };

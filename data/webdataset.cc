@@ -67,12 +67,14 @@ void ExpandBraces(const std::string& pattern, std::vector<std::string>* out) {
 }
 
 absl::StatusOr<std::vector<std::string>> ExpandSource(const std::string& part) {
-  if (part.rfind("pipe:", 0) == 0 || part.find("://") != std::string::npos) {
-    return absl::UnimplementedError(absl::StrCat(
-        "shard source '", part, "': pipe: and http(s):// sources are not supported yet"));
+  const bool remote = part.rfind("pipe:", 0) == 0 || part.rfind("http://", 0) == 0 ||
+                      part.rfind("https://", 0) == 0;
+  if (!remote && part.find("://") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard source '", part, "': only http://, https:// and pipe: are supported"));
   }
   std::error_code error;
-  if (std::filesystem::is_directory(part, error)) {
+  if (!remote && std::filesystem::is_directory(part, error)) {
     std::vector<std::string> found;
     std::filesystem::directory_iterator it(part, error), end;
     for (; !error && it != end; it.increment(error)) {

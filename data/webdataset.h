@@ -34,8 +34,9 @@ absl::Status ReadShardSamples(const std::string& path,
 
 // Expands a shard spec into paths: a folder (its *.tar, sorted; img2dataset's
 // .parquet and _stats.json side files are not shards), a file, a brace range
-// "dir/{00000..00009}.tar" (padding kept), or several of these joined with
-// "::" (the sources, one list each). A spec that expands to more than two
+// "dir/{00000..00009}.tar" (padding kept), http(s):// URLs and pipe:CMD
+// (braces expanded in both, see data/shard_cache.h), or several of these
+// joined with "::" (the sources, one list each). A spec that expands to more than two
 // million names is an InvalidArgument error, checked before expanding.
 absl::StatusOr<std::vector<std::vector<std::string>>> ExpandShardSources(
     const std::string& spec);

@@ -24,7 +24,7 @@ struct TrainOptions {
 
 struct EvalCommandOptions {
   ModelOptions model;
-  std::string run, data, classnames, bpe, index_cache;
+  std::string run, data, classnames, bpe, index_cache, shard_cache;
   std::vector<std::string> templates;  // default: the split's file, else "a photo of a {}."
   int64_t batch_size = 256;
   int workers = 0;
@@ -86,8 +86,13 @@ absl::Status RunEvalCommand(EvalCommandOptions o) {
                                                           : ClipTokenizer::Load(o.bpe));
   DataConfig data;
   data.index_cache = o.index_cache;
-  ASSIGN_OR_RETURN(auto split, DatasetIndex::OpenOrBuild(o.data, IndexCacheDir(data)));
+  data.shard_cache = o.shard_cache;
+  std::unique_ptr<ShardCache> shard_cache = MakeShardCache(data);
+  IndexBuildOptions build;
+  build.cache = shard_cache.get();
+  ASSIGN_OR_RETURN(auto split, DatasetIndex::OpenOrBuild(o.data, IndexCacheDir(data), build));
   EvalOptions options;
+  options.cache = shard_cache.get();
   options.templates = o.templates;
   options.batch_size = o.batch_size;
   options.workers = o.workers;
@@ -135,6 +140,8 @@ void RegisterTrainCommands(CLI::App& app) {
   e->add_option("--workers", eval->workers, "Decode threads (0: all cores)")->capture_default_str();
   e->add_option("--index-cache", eval->index_cache,
                 "Folder of cached dataset indexes (default $CLIPSCALE_CACHE/index)");
+  e->add_option("--shard-cache", eval->shard_cache,
+                "Folder for copies of http(s):// and pipe: shards (default $CLIPSCALE_CACHE/shards)");
   e->callback([eval] { Report(RunEvalCommand(*eval)); });
 }
 

@@ -16,7 +16,7 @@ apt_packages=(
   libyaml-cpp-dev libabsl-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
-  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev
+  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev libcurl4-openssl-dev
   libre2-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev
   clang libclang-rt-dev llvm  # sanitizer build, libFuzzer, llvm-symbolizer (scripts/sanitize.sh, fuzz.sh)
 )

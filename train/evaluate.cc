@@ -72,6 +72,7 @@ absl::StatusOr<Embedded> EmbedShare(ClipModel& model, const ClipTokenizer& token
   o.fast_decode = false;  // bit-identical to Pillow + torchvision
   o.replace_bad = false;
   o.workers = options.workers;
+  o.cache = options.cache;
   ASSIGN_OR_RETURN(auto loader, StreamLoader::Create(split, &tokenizer, o));
   const torch::TensorOptions feature_options =
       torch::TensorOptions().dtype(model->logit_scale().dtype()).device(device);

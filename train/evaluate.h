@@ -22,6 +22,7 @@ struct EvalOptions {
   std::vector<std::string> templates;   // "{}" replaced by the class name
   int64_t batch_size = 256;             // images per encoder pass, per rank
   int workers = 0;                      // decode threads; 0: the machine's cores
+  ShardCache* cache = nullptr;          // for http(s):// and pipe: shards
 };
 
 // Embeds every sample of the split in index order (OpenCLIP's eval transform,

@@ -47,6 +47,9 @@ absl::Status CheckRanges(const TrainConfig& config, const YAML::Node& root,
   RETURN_IF_ERROR(range("data.workers", config.data.workers, 0, kMaxThreads));
   RETURN_IF_ERROR(range("data.prefetch_steps", config.data.prefetch_steps, 1, 64));
   RETURN_IF_ERROR(range("eval.batch_size", config.eval.batch_size, 1, kMaxBatch));
+  if (!(config.data.shard_cache_gb > 0) || config.data.shard_cache_gb > 1e6) {
+    return bad("data.shard_cache_gb", "must be a positive size in GB");
+  }
   for (double w : config.data.train_weights) {
     if (!(w >= 0) || w > 1e6) return bad("data.train_weights", "weights must lie in [0, 1e6]");
   }

@@ -33,6 +33,10 @@ struct DataConfig {
   int64_t workers = 0;           // decode threads per rank; 0: the rank's share of the cores
   int64_t prefetch_steps = 2;    // batches decoded ahead
   std::string index_cache;       // folder of cached indexes; "": <CLIPSCALE_CACHE>/index
+  // Per-node copies of http(s):// and pipe: shards, least recently used evicted
+  // beyond shard_cache_gb; "": <CLIPSCALE_CACHE>/shards.
+  std::string shard_cache;
+  double shard_cache_gb = 64;
   // Writes each rank's sample keys per step to <output>/sample_keys/rank_<r>.txt.
   bool log_sample_keys = false;
 
@@ -50,6 +54,8 @@ struct DataConfig {
     v("workers", workers);
     v("prefetch_steps", prefetch_steps);
     v("index_cache", index_cache);
+    v("shard_cache", shard_cache);
+    v("shard_cache_gb", shard_cache_gb);
     v("log_sample_keys", log_sample_keys);
   }
 };

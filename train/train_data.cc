@@ -18,7 +18,7 @@ int64_t AsInt64(uint64_t h) {
   return v;
 }
 
-// True on every rank when all ranks hold the same values (MAX of v and of -v).
+// True on every rank when all ranks hold the same values (MAX of v and of ~v).
 torch::Tensor MaxAndNegMax(const std::vector<int64_t>& values, Communicator& comm) {
   const auto n = static_cast<int64_t>(values.size());
   torch::Tensor t = torch::empty({2, n}, torch::kInt64);
@@ -30,15 +30,23 @@ torch::Tensor MaxAndNegMax(const std::vector<int64_t>& values, Communicator& com
   return t;
 }
 
+std::string CacheRoot() {
+  if (const char* cache = std::getenv("CLIPSCALE_CACHE"); cache && *cache) return cache;
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home && *home ? home : ".", "/.cache/clipscale");
+}
+
 }  // namespace
 
 std::string IndexCacheDir(const DataConfig& config) {
-  if (!config.index_cache.empty()) return config.index_cache;
-  if (const char* cache = std::getenv("CLIPSCALE_CACHE"); cache && *cache) {
-    return absl::StrCat(cache, "/index");
-  }
-  const char* home = std::getenv("HOME");
-  return absl::StrCat(home && *home ? home : ".", "/.cache/clipscale/index");
+  return config.index_cache.empty() ? CacheRoot() + "/index" : config.index_cache;
+}
+
+std::unique_ptr<ShardCache> MakeShardCache(const DataConfig& config) {
+  ShardCacheOptions options;
+  options.dir = config.shard_cache.empty() ? CacheRoot() + "/shards" : config.shard_cache;
+  options.max_bytes = static_cast<uint64_t>(config.shard_cache_gb * 1e9);
+  return std::make_unique<ShardCache>(options);
 }
 
 absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm) {
@@ -71,8 +79,10 @@ absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTok
                                         Communicator& comm, int workers) {
   TrainData data;
   const std::string cache = IndexCacheDir(config.data);
+  data.shard_cache = MakeShardCache(config.data);
   IndexBuildOptions build;
   build.threads = workers;
+  build.cache = data.shard_cache.get();
   auto train = DatasetIndex::OpenOrBuild(config.data.train, cache, build);
   // Every rank reaches the check, also one whose index failed to open.
   torch::Tensor failed = torch::full({1}, train.ok() ? 0L : 1L, torch::kInt64);
@@ -104,6 +114,7 @@ absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTok
   o.fast_decode = config.data.fast_decode;
   o.workers = workers;
   o.prefetch_steps = static_cast<int>(config.data.prefetch_steps);
+  o.cache = data.shard_cache.get();
   auto loader = StreamLoader::Create(data.train, &tokenizer, o);
   if (!loader.ok()) return Annotate(loader.status(), "data");
   data.loader = std::move(*loader);

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "data/dataset_index.h"
+#include "data/shard_cache.h"
 #include "data/stream_loader.h"
 #include "data/tokenizer.h"
 #include "distributed/communicator.h"
@@ -18,6 +19,7 @@
 namespace clipscale {
 
 struct TrainData {
+  std::unique_ptr<ShardCache> shard_cache;         // outlives the loader
   std::shared_ptr<const DatasetIndex> train, val;  // val: null without data.val
   std::unique_ptr<StreamLoader> loader;            // rows [rank·n, (rank+1)·n) of each step
   std::vector<int64_t> steps_per_epoch;
@@ -27,6 +29,8 @@ struct TrainData {
 // The folder for cached indexes: data.index_cache, else $CLIPSCALE_CACHE/index,
 // else ~/.cache/clipscale/index.
 std::string IndexCacheDir(const DataConfig& config);
+// The node's cache of remote shards (data.shard_cache, else .../shards).
+std::unique_ptr<ShardCache> MakeShardCache(const DataConfig& config);
 
 // A collective: opens (building on first use) the indexes on every rank, stops
 // if any rank sees a different training index (naming the first differing

@@ -21,6 +21,7 @@
 #include "models/weights_io.h"
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
+#include "train/fault_injection.h"
 #include "train/train_data.h"
 
 namespace clipscale {
@@ -80,6 +81,7 @@ absl::Status Trainer::LoadData() {
     eval_options_.templates = config_.eval.templates;
     eval_options_.batch_size = config_.eval.batch_size;
     eval_options_.workers = workers_;
+    eval_options_.cache = data_.shard_cache.get();
     RETURN_IF_ERROR(Annotate(LoadSplitClasses(*data_.val, config_.data.classnames, &eval_options_),
                              "data.classnames"));
   }
@@ -260,6 +262,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   RETURN_IF_ERROR(data_.loader->Seek(0, 0));
   while (step < total_steps_) {
     const auto step_start = Clock::now();
+    RETURN_IF_ERROR(InjectedFault(rank_, step));
     ASSIGN_OR_RETURN(std::shared_ptr<LoadedBatch> batch, data_.loader->Next());
     const double wait = Seconds(step_start);
     wait_seconds_ += wait;

@@ -11,3 +11,6 @@ clipscale_test(dataset_index_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/dataset_inde
   DEPS clipscale_loader_fixtures LABELS "unit")
 clipscale_test(stream_loader_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/stream_loader_test.cc
   DEPS clipscale_loader_fixtures LABELS "unit" TIMEOUT 300)
+# http:// shards from a loopback server the test starts, pipe: shards, the cache.
+clipscale_test(shard_cache_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/shard_cache_test.cc
+  DEPS clipscale_loader_fixtures LABELS "unit" TIMEOUT 120)
