@@ -52,9 +52,25 @@ int64_t Offset(int64_t local_rows, Communicator* comm) {
 
 struct Embedded {
   torch::Tensor images, texts, labels;  // valid rows only
+  std::vector<std::vector<std::string>> captions;  // each row's caption lines
   int64_t bad = 0;
   bool all_captioned = true;
+  bool several_captions = false;  // some row has more than one caption line
 };
+
+// A caption text's non-empty lines (Flickr30k/COCO splits keep one per line).
+std::vector<std::string> CaptionLines(const std::string& text) {
+  std::vector<std::string> lines;
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+    start = end + 1;
+  }
+  return lines;
+}
 
 absl::StatusOr<Embedded> EmbedShare(ClipModel& model, const ClipTokenizer& tokenizer,
                                     std::shared_ptr<const DatasetIndex> split, const Share& share,
@@ -87,7 +103,9 @@ absl::StatusOr<Embedded> EmbedShare(ClipModel& model, const ClipTokenizer& token
     for (int64_t r = 0; r < batch->rows; ++r) {
       if (batch->valid[r]) {
         keep.push_back(r);
-        out.all_captioned &= !batch->captions[r].empty();
+        out.captions.push_back(CaptionLines(batch->captions[r]));
+        out.all_captioned &= !out.captions.back().empty();
+        out.several_captions |= out.captions.back().size() > 1;
       } else {
         ++out.bad;
       }
@@ -129,9 +147,10 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(
   if (!embedded.ok()) return embedded.status();
   if (failed.item<double>() > 0) return absl::InternalError("evaluation failed on another rank");
   Embedded& e = *embedded;
-  torch::Tensor totals = torch::tensor({static_cast<double>(e.images.size(0)),
-                                        static_cast<double>(e.bad), e.all_captioned ? 0.0 : 1.0},
-                                       torch::kFloat64);
+  torch::Tensor totals = torch::tensor(
+      {static_cast<double>(e.images.size(0)), static_cast<double>(e.bad),
+       e.all_captioned ? 0.0 : 1.0, e.several_captions ? 1.0 : 0.0},
+      torch::kFloat64);
   if (comm) comm->AllReduce(totals, ReduceOp::kSum);
   const auto n = static_cast<int64_t>(totals[0].item<double>());
   std::map<std::string, double> metrics;
@@ -145,14 +164,42 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(
   const int64_t offset = Offset(e.images.size(0), comm);
   const torch::Tensor all_images = GatherRows(e.images, comm);
   const torch::Tensor all_texts = GatherRows(e.texts, comm);
-  if (totals[2].item<double>() == 0) {  // retrieval needs every image's caption
-    auto gather_ranks = [&](const torch::Tensor& partner_ranks) {  // [m] float64 on the CPU
-      torch::Tensor column = partner_ranks.view({-1, 1}).to(device, torch::kFloat64);
-      return GatherRows(column, comm).view({-1}).to(torch::kCPU);
-    };
+  auto gather_ranks = [&](const torch::Tensor& partner_ranks) {  // [m] float64 on the CPU
+    torch::Tensor column = partner_ranks.view({-1, 1}).to(device, torch::kFloat64);
+    return GatherRows(column, comm).view({-1}).to(torch::kCPU);
+  };
+  if (totals[2].item<double>() == 0 && totals[3].item<double>() == 0) {
+    // One caption per image: the pairs' partner ranks both ways.
     metrics.merge(RetrievalMetricsFromRanks(gather_ranks(PartnerRanks(e.images, all_texts, offset)),
                                             gather_ranks(PartnerRanks(e.texts, all_images, offset))));
     metrics["retrieval_chance_R@1"] = 1.0 / static_cast<double>(n);
+  } else if (totals[2].item<double>() == 0) {
+    // Several captions per image, each embedded on its own (CLIP_benchmark's counting).
+    std::vector<std::string> lines;
+    std::vector<int64_t> owners;
+    for (size_t i = 0; i < e.captions.size(); ++i) {
+      for (const auto& line : e.captions[i]) {
+        lines.push_back(line);
+        owners.push_back(offset + static_cast<int64_t>(i));
+      }
+    }
+    std::vector<torch::Tensor> parts{torch::empty({0, config.embed_dim}, e.images.options())};
+    for (size_t start = 0; start < lines.size(); start += options.batch_size) {
+      const std::vector<std::string> chunk(
+          lines.begin() + start, lines.begin() + std::min(lines.size(), start + options.batch_size));
+      parts.push_back(model->EncodeText(
+          TokenizeToTensor(tokenizer, chunk, config.text.context_length).to(device), true));
+    }
+    const torch::Tensor local_texts = torch::cat(parts);
+    const torch::Tensor local_owners = torch::tensor(owners, torch::kInt64);
+    const torch::Tensor texts = GatherRows(local_texts, comm);
+    const torch::Tensor text_owners =
+        GatherRows(local_owners.view({-1, 1}).to(device, torch::kFloat64), comm).view({-1});
+    metrics.merge(RetrievalMetricsFromRanks(
+        gather_ranks(BestPositiveRanks(e.images, texts, text_owners, offset)),
+        gather_ranks(PartnerRanksAt(local_texts, all_images, local_owners))));
+    metrics["retrieval_chance_R@1"] = 1.0 / static_cast<double>(n);
+    metrics["retrieval_captions"] = static_cast<double>(texts.size(0));
   }
   torch::Tensor known_local = e.labels.ge(0).to(torch::kFloat64).sum().view({1});
   if (comm) comm->AllReduce(known_local, ReduceOp::kSum);

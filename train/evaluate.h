@@ -27,9 +27,11 @@ struct EvalOptions {
 
 // Embeds every sample of the split in index order (OpenCLIP's eval transform,
 // exact decode, no grad) and returns zeroshot_top1/top5 (samples with a
-// `.cls` or json label), retrieval metrics (samples with a caption; see
-// RetrievalMetrics) and the chance levels. Samples that do not decode are
-// left out and counted in "bad_samples".
+// `.cls` or json label), retrieval metrics when every image has a caption
+// (see RetrievalMetrics; with several captions per image, one per line of the
+// .txt as in Flickr30k/COCO splits, image->text counts a hit when any of the
+// image's captions ranks within k, as CLIP_benchmark does) and the chance
+// levels. Samples that do not decode are left out and counted in "bad_samples".
 //
 // With a communicator of W ranks (a collective: every rank calls it with the
 // same split and options) rank r reads and embeds only its contiguous ~1/W of

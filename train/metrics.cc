@@ -39,6 +39,48 @@ torch::Tensor PartnerRanks(const torch::Tensor& queries, const torch::Tensor& ca
   return torch::cat(ranks);
 }
 
+torch::Tensor PartnerRanksAt(const torch::Tensor& queries, const torch::Tensor& candidates,
+                             const torch::Tensor& partners, int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  const int64_t m = queries.size(0);
+  std::vector<torch::Tensor> ranks{torch::empty({0}, torch::kFloat64)};
+  const torch::Tensor partner_columns = partners.to(queries.device(), torch::kLong);
+  for (int64_t start = 0; start < m; start += chunk) {
+    const int64_t len = std::min(chunk, m - start);
+    torch::Tensor scores = queries.narrow(0, start, len).matmul(candidates.t());
+    torch::Tensor rows = torch::arange(len, partner_columns.options());
+    torch::Tensor partner_column = partner_columns.narrow(0, start, len);
+    torch::Tensor partner = scores.index({rows, partner_column}).view({-1, 1});
+    torch::Tensor columns = torch::arange(candidates.size(0), partner_column.options()).view({1, -1});
+    torch::Tensor ahead = scores.gt(partner).logical_or_(
+        scores.eq(partner).logical_and_(columns < partner_column.view({-1, 1})));
+    ranks.push_back(ahead.sum(1).to(torch::kFloat64).to(torch::kCPU));
+  }
+  return torch::cat(ranks);
+}
+
+torch::Tensor BestPositiveRanks(const torch::Tensor& images, const torch::Tensor& texts,
+                                const torch::Tensor& owners, int64_t first_image, int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  const int64_t m = images.size(0);
+  std::vector<torch::Tensor> ranks{torch::empty({0}, torch::kFloat64)};
+  const torch::Tensor owner = owners.to(images.device(), torch::kLong).view({1, -1});
+  const torch::Tensor columns = torch::arange(texts.size(0), owner.options()).view({1, -1});
+  for (int64_t start = 0; start < m; start += chunk) {
+    const int64_t len = std::min(chunk, m - start);
+    torch::Tensor scores = images.narrow(0, start, len).matmul(texts.t());
+    torch::Tensor me = torch::arange(len, owner.options()).view({-1, 1}) + (first_image + start);
+    torch::Tensor positive = owner.eq(me);
+    // The best of the image's captions (the first of equal ones), then the candidates ahead of it.
+    torch::Tensor masked = scores.masked_fill(positive.logical_not(), -INFINITY);
+    torch::Tensor best_column = masked.argmax(1, /*keepdim=*/true);
+    torch::Tensor best = masked.gather(1, best_column);
+    torch::Tensor ahead = scores.gt(best).logical_or_(scores.eq(best).logical_and_(columns < best_column));
+    ranks.push_back(ahead.sum(1).to(torch::kFloat64).to(torch::kCPU));
+  }
+  return torch::cat(ranks);
+}
+
 std::map<std::string, double> RetrievalMetricsFromRanks(const torch::Tensor& image_to_text,
                                                         const torch::Tensor& text_to_image) {
   std::map<std::string, double> out;

@@ -24,6 +24,18 @@ std::map<std::string, double> ClassificationAccuracy(const torch::Tensor& logits
 torch::Tensor PartnerRanks(const torch::Tensor& queries, const torch::Tensor& candidates,
                            int64_t offset, int64_t chunk = 1024);
 
+// PartnerRanks with the partner of query q at candidate column partners[q].
+torch::Tensor PartnerRanksAt(const torch::Tensor& queries, const torch::Tensor& candidates,
+                             const torch::Tensor& partners, int64_t chunk = 1024);
+
+// Several captions per image (Flickr30k, COCO): texts[j] belongs to image
+// owners[j]. For each image (global index first_image + row) the candidates
+// ahead of its best-scoring caption, so rank < k means "some caption of the
+// image is in the top k", as CLIP_benchmark counts image->text recall.
+torch::Tensor BestPositiveRanks(const torch::Tensor& images, const torch::Tensor& texts,
+                                const torch::Tensor& owners, int64_t first_image,
+                                int64_t chunk = 1024);
+
 // open_clip_train's get_clip_metrics from the partner ranks of every pair:
 // for image_to_text and text_to_image, mean_rank, median_rank (1-based) and
 // R@1, R@5, R@10 (fractions).
