@@ -1,7 +1,6 @@
 // Image bytes from a shard: JPEG, PNG and WebP decoding (full size and scaled)
 // either fails with a Status or returns a consistent RGB image within the
 // pixel cap; the first input byte picks the scaled decode's min_side.
-#include <turbojpeg.h>
 #include <webp/decode.h>
 
 #include <cstddef>
@@ -29,23 +28,33 @@ void CheckImage(const absl::StatusOr<clipscale::Image>& image) {
 // The size a header claims, or -1 when the codec's own header reader cannot tell.
 int64_t ClaimedPixels(const std::string& bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  int width = 0, height = 0;
+  int width = 0, height = 0;  // WebP
   switch (clipscale::SniffImageFormat(bytes)) {
-    case clipscale::ImageFormat::kPng:
+    case clipscale::ImageFormat::kPng: {
       if (bytes.size() < 24) return -1;
-      return int64_t{(p[16] << 24) | (p[17] << 16) | (p[18] << 8) | p[19]} *
-             ((p[20] << 24) | (p[21] << 16) | (p[22] << 8) | p[23]);
+      const uint64_t w = (uint64_t{p[16]} << 24) | (p[17] << 16) | (p[18] << 8) | p[19];
+      const uint64_t h = (uint64_t{p[20]} << 24) | (p[21] << 16) | (p[22] << 8) | p[23];
+      return w >> 31 || h >> 31 ? INT64_MAX : static_cast<int64_t>(w * h);  // PNG: < 2^31 each
+    }
     case clipscale::ImageFormat::kWebp:
       if (!WebPGetInfo(p, bytes.size(), &width, &height)) return -1;
       return int64_t{width} * height;
-    case clipscale::ImageFormat::kJpeg: {
-      tjhandle tj = tjInitDecompress();
-      int subsamp = 0, colorspace = 0;
-      const bool ok =
-          tjDecompressHeader3(tj, p, bytes.size(), &width, &height, &subsamp, &colorspace) == 0;
-      tjDestroy(tj);
-      return ok ? int64_t{width} * height : -1;
-    }
+    case clipscale::ImageFormat::kJpeg:
+      // The first frame header (SOFn), found by walking the segments as our
+      // decoder's fallback does when TurboJPEG cannot read the header.
+      for (size_t i = 2; i + 9 <= bytes.size();) {
+        if (p[i] != 0xFF || p[i + 1] == 0xFF) {
+          ++i;  // junk or fill bytes between segments
+          continue;
+        }
+        const int marker = p[i + 1];
+        if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
+            marker != 0xCC) {
+          return int64_t{(p[i + 5] << 8) | p[i + 6]} * ((p[i + 7] << 8) | p[i + 8]);
+        }
+        i += 2 + ((p[i + 2] << 8) | p[i + 3]);
+      }
+      return -1;
     case clipscale::ImageFormat::kUnknown:
       break;
   }
