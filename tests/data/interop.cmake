@@ -4,6 +4,6 @@ clipscale_test(webdataset_interop_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/webdata
   DEPS clipscale_data nlohmann_json::nlohmann_json absl::strings LABELS "unit;parity" TIMEOUT 120)
 if(CLIPSCALE_WITH_TORCH)  # drives the clipscale binary (train, eval)
   clipscale_test(img2dataset_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/img2dataset_test.cc
-    DEPS clipscale_data nlohmann_json::nlohmann_json LABELS "e2e" TIMEOUT 240)
+    DEPS clipscale_data nlohmann_json::nlohmann_json LABELS "e2e" TIMEOUT 300)
   add_dependencies(img2dataset_test clipscale)
 endif()

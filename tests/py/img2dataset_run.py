@@ -9,8 +9,8 @@ img2dataset_run.py WORK  writes WORK/images (the served files), WORK/urls.parque
   requests    GETs the server answered (every row must be asked for)
   statuses    {status: rows} over img2dataset's .parquet files
   successes   the sum of `successes` over img2dataset's *_stats.json
-  shards      [{"tar", "successes" (its _stats.json), "keys" (its .parquet's
-              success rows, in order)}]
+  shards      [{"tar", "successes" (its _stats.json), "failed" and "keys" (its
+              .parquet's other rows and success rows, in order)}]
   captions    {key: caption} of the rows img2dataset wrote
 
 The server runs in a thread of this process, so it ends when this script ends,
@@ -36,7 +36,7 @@ IMAGES = 40  # 2 decoded-as-grayscale, some PNG (RGBA and palette), the rest JPE
 MISSING = 3
 CORRUPT = 1
 PER_SHARD = 16  # img2dataset cuts shards by input rows: 44 rows -> 3 shards
-TIMEOUT_S = 120
+TIMEOUT_S = 200
 
 
 def draw_image(i):
@@ -101,13 +101,17 @@ def run_img2dataset(url_list, shards):
         "--image_size=64", "--resize_mode=border",
         "--processes_count=2", "--thread_count=4",
         f"--number_sample_per_shard={PER_SHARD}",
-        "--timeout=5", "--retries=0", "--enable_wandb=False",
+        "--timeout=30", "--retries=0", "--enable_wandb=False",
         "--distributor=multiprocessing",
     ]
-    env = dict(os.environ)
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        env.pop(var, None)
-    env.update(no_proxy="127.0.0.1", NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="disabled")
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    # Nothing but 127.0.0.1: other HTTP goes to a proxy that refuses (the
+    # discard port), so a library phoning home fails fast instead of leaving
+    # the machine. Albumentations' update check and wandb are off as well.
+    refuse = "http://127.0.0.1:9"
+    env.update(http_proxy=refuse, https_proxy=refuse, HTTP_PROXY=refuse, HTTPS_PROXY=refuse,
+               no_proxy="127.0.0.1", NO_PROXY="127.0.0.1",
+               NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="disabled")
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
@@ -134,13 +138,15 @@ def read_outputs(shards):
         stem = tar[: -len(".tar")]
         with open(stem + "_stats.json") as f:
             successes = json.load(f)["successes"]
-        keys = []
+        keys, failed = [], 0
         for row in pq.read_table(stem + ".parquet").to_pylist():
             statuses[row["status"]] = statuses.get(row["status"], 0) + 1
             if row["status"] == "success":
                 keys.append(row["key"])
                 captions[row["key"]] = row["caption"]
-        out.append({"tar": tar, "successes": successes, "keys": keys})
+            else:
+                failed += 1
+        out.append({"tar": tar, "successes": successes, "failed": failed, "keys": keys})
     return out, captions, statuses
 
 
