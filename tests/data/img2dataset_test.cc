@@ -3,6 +3,7 @@
 // indexed, read, trained on and evaluated by the clipscale binary.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -30,12 +31,18 @@ class Img2DatasetTest : public ::testing::Test {
  protected:
   // One img2dataset run for all tests of the file: it costs most of the time.
   static void SetUpTestSuite() {
-    dir_ = new std::string(testing::MakeTempDir());
+    // Not MakeTempDir(): outside a test it hands every suite the same "misc"
+    // folder (and empties it), which tests running in parallel share.
+    dir_ = new std::string(testing::BinaryDir() + "/test_tmp/Img2DatasetTest.shared");
+    std::filesystem::remove_all(*dir_);
+    std::filesystem::create_directories(*dir_);
     // A missing package, a server that does not start or img2dataset failing
     // all end the script non-zero: every test below then fails.
     auto out = testing::RunPythonScript("img2dataset_run.py", {*dir_});
-    run_ = new json(out.ok() ? json::parse(*out) : json());
-    error_ = new std::string(out.ok() ? "" : out.status().ToString());
+    run_ = new json(out.ok() ? json::parse(*out, nullptr, /*allow_exceptions=*/false) : json());
+    error_ = new std::string(!out.ok()              ? out.status().ToString()
+                             : run_->is_discarded() ? "not JSON: " + *out
+                                                    : "");
   }
   static void TearDownTestSuite() {
     delete dir_;

@@ -3,6 +3,7 @@
 // are the ones our reader yields, and OpenCLIP's decode pipeline accepts them.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -62,13 +63,18 @@ class WebDatasetInterop : public ::testing::Test {
   };
   static void SetUpTestSuite() {
     shared_ = new Shared;
-    shared_->shards = SynthShards(testing::MakeTempDir());
+    // Not MakeTempDir(): outside a test it hands every suite the same "misc"
+    // folder (and empties it), which tests running in parallel share.
+    const std::string dir = testing::BinaryDir() + "/test_tmp/WebDatasetInterop.shared";
+    std::filesystem::remove_all(dir);
+    shared_->shards = SynthShards(dir);
     shared_->ours = OurSamples(shared_->shards);
     auto out = testing::RunPythonScript("webdataset_read.py", shared_->shards);
-    if (out.ok()) {
-      shared_->theirs = json::parse(*out);
-    } else {
+    if (!out.ok()) {
       shared_->error = out.status().ToString();
+    } else if (shared_->theirs = json::parse(*out, nullptr, false);
+               shared_->theirs.is_discarded()) {
+      shared_->error = "not JSON: " + *out;
     }
   }
   static void TearDownTestSuite() { delete shared_; }
