@@ -76,7 +76,7 @@ absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm) {
 }
 
 absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTokenizer& tokenizer,
-                                        Communicator& comm, int workers) {
+                                        Communicator& comm, int workers, bool pinned) {
   TrainData data;
   const std::string cache = IndexCacheDir(config.data);
   data.shard_cache = MakeShardCache(config.data);
@@ -115,6 +115,14 @@ absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTok
   o.workers = workers;
   o.prefetch_steps = static_cast<int>(config.data.prefetch_steps);
   o.cache = data.shard_cache.get();
+  if (pinned) {
+    o.allocate = [](size_t bytes) {
+      torch::Tensor t = torch::empty({static_cast<int64_t>(bytes)},
+                                     torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
+      void* data = t.data_ptr();
+      return std::shared_ptr<void>(data, [t](void*) mutable { t.reset(); });
+    };
+  }
   auto loader = StreamLoader::Create(data.train, &tokenizer, o);
   if (!loader.ok()) return Annotate(loader.status(), "data");
   data.loader = std::move(*loader);

@@ -34,9 +34,10 @@ std::unique_ptr<ShardCache> MakeShardCache(const DataConfig& config);
 
 // A collective: opens (building on first use) the indexes on every rank, stops
 // if any rank sees a different training index (naming the first differing
-// shard), and makes this rank's loader. `workers` decode threads.
+// shard), and makes this rank's loader. `workers` decode threads; `pinned`:
+// batch buffers in page-locked memory, for asynchronous copies to a GPU.
 absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTokenizer& tokenizer,
-                                        Communicator& comm, int workers);
+                                        Communicator& comm, int workers, bool pinned);
 
 // A collective: fails on every rank, naming the first shard that differs,
 // unless all ranks opened the same index.

@@ -74,7 +74,7 @@ class Trainer {
 };
 
 absl::Status Trainer::LoadData() {
-  ASSIGN_OR_RETURN(data_, OpenTrainData(config_, *tokenizer_, *comm_, workers_));
+  ASSIGN_OR_RETURN(data_, OpenTrainData(config_, *tokenizer_, *comm_, workers_, device_.is_cuda()));
   local_batch_ = config_.data.batch_size / world_;
   total_steps_ = data_.total_steps;
   if (data_.val) {

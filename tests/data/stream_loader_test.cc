@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "tests/data/loader_fixtures.h"
@@ -36,7 +37,10 @@ struct Rows {
 class StreamLoaderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(testing::MakeTempDir());
+    // The suite's own folder: MakeTempDir() outside a test is one shared "misc".
+    dir_ = new std::string(testing::BinaryDir() + "/test_tmp/StreamLoaderTest.shared");
+    std::filesystem::remove_all(*dir_);
+    std::filesystem::create_directories(*dir_);
     testing::WriteJpegShards(*dir_, 5, 13);  // 65 samples: uneven shards and blocks
     auto tokenizer = ClipTokenizer::LoadDefault();
     ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
