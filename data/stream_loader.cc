@@ -1,5 +1,9 @@
 #include "data/stream_loader.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
@@ -232,6 +236,14 @@ void StreamLoader::State::Process(Job& job, int64_t row) {
 }
 
 void StreamLoader::State::Work() {
+  // Decoding fills the time the training thread leaves: on a CPU shared with
+  // the model's threads, a decode thread must not stall them (an OpenMP region
+  // waits for its slowest thread), so it runs at a lower priority.
+  if (options.worker_nice > 0) {
+    const int base = getpriority(PRIO_PROCESS, 0);
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
+                      std::min(19, base + options.worker_nice));
+  }
   while (true) {
     std::pair<std::shared_ptr<Job>, int64_t> task;
     {

@@ -58,6 +58,7 @@ struct StreamLoaderOptions {
 
   int workers = 0;         // decode threads; 0: the machine's cores
   int prefetch_steps = 2;  // batches decoded ahead
+  int worker_nice = 10;    // decode threads' nice value above the process's (0: same)
   // A bad sample is replaced by another drawn deterministically from its
   // position (training); with false, its row is marked invalid (evaluation).
   bool replace_bad = true;

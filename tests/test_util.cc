@@ -1,5 +1,7 @@
 #include "tests/test_util.h"
 
+#include <cstdlib>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +24,16 @@ std::string MakeTempDir() {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+std::string ClipscaleBinary() {
+  const char* other = std::getenv("CLIPSCALE_TEST_BINARY");
+  return other && *other ? other : BinaryDir() + "/bin/clipscale";
+}
+
+std::string Mpirun(int ranks) {
+  return absl::StrCat(CLIPSCALE_TEST_MPIEXEC, " --allow-run-as-root --oversubscribe -np ", ranks,
+                      " ");
 }
 
 std::string ShellQuote(const std::string& arg) {

@@ -31,4 +31,10 @@ CommandResult RunCommand(const std::string& command);
 
 std::string ShellQuote(const std::string& arg);
 
+// The clipscale binary the end-to-end tests run (CLIPSCALE_TEST_BINARY, if
+// set, names another build) and the mpirun prefix for `ranks` ranks on this
+// machine (as root, more ranks than cores allowed), ending in a space.
+std::string ClipscaleBinary();
+std::string Mpirun(int ranks);
+
 }  // namespace clipscale::testing

@@ -8,6 +8,7 @@
 
 #include "core/file_util.h"
 #include "core/status.h"
+#include "train/host_collectives.h"
 #include "train/metrics.h"
 #include "train/zeroshot.h"
 
@@ -43,10 +44,10 @@ torch::Tensor GatherRows(const torch::Tensor& local, Communicator* comm) {
   return torch::cat(parts);
 }
 
-int64_t Offset(int64_t local_rows, Communicator* comm) {
+int64_t Offset(int64_t local_rows, Communicator* comm, const torch::Device& device) {
   if (comm == nullptr || comm->size() == 1) return 0;
   torch::Tensor count = torch::full({1}, local_rows, torch::kInt64);
-  const torch::Tensor counts = comm->AllGather(count).contiguous();
+  const torch::Tensor counts = HostAllGather(count, *comm, device).contiguous();
   return counts.narrow(0, 0, comm->rank()).sum().item<int64_t>();
 }
 
@@ -143,7 +144,7 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(
   auto embedded = EmbedShare(model, tokenizer, split, share, options);
   // Every rank reaches the collectives below, also when its share failed.
   torch::Tensor failed = torch::full({1}, embedded.ok() ? 0.0 : 1.0, torch::kFloat64);
-  if (comm) comm->AllReduce(failed, ReduceOp::kMax);
+  if (comm) HostAllReduce(failed, ReduceOp::kMax, *comm, device);
   if (!embedded.ok()) return embedded.status();
   if (failed.item<double>() > 0) return absl::InternalError("evaluation failed on another rank");
   Embedded& e = *embedded;
@@ -151,7 +152,7 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(
       {static_cast<double>(e.images.size(0)), static_cast<double>(e.bad),
        e.all_captioned ? 0.0 : 1.0, e.several_captions ? 1.0 : 0.0},
       torch::kFloat64);
-  if (comm) comm->AllReduce(totals, ReduceOp::kSum);
+  if (comm) HostAllReduce(totals, ReduceOp::kSum, *comm, device);
   const auto n = static_cast<int64_t>(totals[0].item<double>());
   std::map<std::string, double> metrics;
   metrics["bad_samples"] = totals[1].item<double>();
@@ -161,7 +162,7 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(
     return absl::NotFoundError("no usable samples in the evaluation split");
   }
   // Every rank holds all embeddings (N×d, small) but ranks only its own queries.
-  const int64_t offset = Offset(e.images.size(0), comm);
+  const int64_t offset = Offset(e.images.size(0), comm, device);
   const torch::Tensor all_images = GatherRows(e.images, comm);
   const torch::Tensor all_texts = GatherRows(e.texts, comm);
   auto gather_ranks = [&](const torch::Tensor& partner_ranks) {  // [m] float64 on the CPU
@@ -202,7 +203,7 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(
     metrics["retrieval_captions"] = static_cast<double>(texts.size(0));
   }
   torch::Tensor known_local = e.labels.ge(0).to(torch::kFloat64).sum().view({1});
-  if (comm) comm->AllReduce(known_local, ReduceOp::kSum);
+  if (comm) HostAllReduce(known_local, ReduceOp::kSum, *comm, device);
   if (!options.classnames.empty() && known_local.item<double>() > 0) {
     const auto classes = static_cast<int64_t>(options.classnames.size());
     const Share class_share = ShareOf(classes, rank, ranks);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "train/host_collectives.h"
 
 namespace clipscale {
 namespace {
@@ -19,14 +20,15 @@ int64_t AsInt64(uint64_t h) {
 }
 
 // True on every rank when all ranks hold the same values (MAX of v and of ~v).
-torch::Tensor MaxAndNegMax(const std::vector<int64_t>& values, Communicator& comm) {
+torch::Tensor MaxAndNegMax(const std::vector<int64_t>& values, Communicator& comm,
+                           const torch::Device& device) {
   const auto n = static_cast<int64_t>(values.size());
   torch::Tensor t = torch::empty({2, n}, torch::kInt64);
   for (int64_t i = 0; i < n; ++i) {
     t[0][i] = values[i];
     t[1][i] = ~values[i];  // ~ instead of -, which overflows for INT64_MIN
   }
-  comm.AllReduce(t, ReduceOp::kMax);
+  HostAllReduce(t, ReduceOp::kMax, comm, device);
   return t;
 }
 
@@ -49,10 +51,11 @@ std::unique_ptr<ShardCache> MakeShardCache(const DataConfig& config) {
   return std::make_unique<ShardCache>(options);
 }
 
-absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm) {
+absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm,
+                            const torch::Device& device) {
   if (comm.size() == 1) return absl::OkStatus();
   const auto shards = static_cast<int64_t>(index.shards().size());
-  torch::Tensor head = MaxAndNegMax({AsInt64(index.hash()), shards}, comm);
+  torch::Tensor head = MaxAndNegMax({AsInt64(index.hash()), shards}, comm, device);
   auto same = [](const torch::Tensor& t, int64_t i) {
     return t[0][i].item<int64_t>() == ~t[1][i].item<int64_t>();
   };
@@ -64,7 +67,7 @@ absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm) {
   }
   std::vector<int64_t> hashes(shards);
   for (int64_t i = 0; i < shards; ++i) hashes[i] = AsInt64(index.ShardHash(i));
-  torch::Tensor all = MaxAndNegMax(hashes, comm);
+  torch::Tensor all = MaxAndNegMax(hashes, comm, device);
   for (int64_t i = 0; i < shards; ++i) {
     if (!same(all, i)) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -76,7 +79,8 @@ absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm) {
 }
 
 absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTokenizer& tokenizer,
-                                        Communicator& comm, int workers, bool pinned) {
+                                        Communicator& comm, int workers,
+                                        const torch::Device& device) {
   TrainData data;
   const std::string cache = IndexCacheDir(config.data);
   data.shard_cache = MakeShardCache(config.data);
@@ -86,13 +90,13 @@ absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTok
   auto train = DatasetIndex::OpenOrBuild(config.data.train, cache, build);
   // Every rank reaches the check, also one whose index failed to open.
   torch::Tensor failed = torch::full({1}, train.ok() ? 0L : 1L, torch::kInt64);
-  comm.AllReduce(failed, ReduceOp::kMax);
+  HostAllReduce(failed, ReduceOp::kMax, comm, device);
   if (!train.ok()) return Annotate(train.status(), "data.train");
   if (failed.item<int64_t>() != 0) {
     return absl::FailedPreconditionError("data.train: another rank could not open the index");
   }
   data.train = *train;
-  RETURN_IF_ERROR(CheckSameIndex(*data.train, comm));
+  RETURN_IF_ERROR(CheckSameIndex(*data.train, comm, device));
   if (data.train->total_samples() == 0) {
     return absl::NotFoundError(absl::StrCat("data.train: no usable samples in ", config.data.train));
   }
@@ -115,7 +119,7 @@ absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTok
   o.workers = workers;
   o.prefetch_steps = static_cast<int>(config.data.prefetch_steps);
   o.cache = data.shard_cache.get();
-  if (pinned) {
+  if (device.is_cuda()) {
     o.allocate = [](size_t bytes) {
       torch::Tensor t = torch::empty({static_cast<int64_t>(bytes)},
                                      torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
@@ -146,12 +150,12 @@ absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTok
 }
 
 std::map<std::string, double> DataCounts(const StreamLoader& loader, const DatasetIndex& index,
-                                         Communicator& comm) {
+                                         Communicator& comm, const torch::Device& device) {
   const auto counts = loader.counts().ByName();
   torch::Tensor sums = torch::empty({static_cast<int64_t>(counts.size())}, torch::kFloat64);
   int64_t i = 0;
   for (const auto& [name, value] : counts) sums[i++] = static_cast<double>(value);
-  comm.AllReduce(sums, ReduceOp::kSum);
+  HostAllReduce(sums, ReduceOp::kSum, comm, device);
   std::map<std::string, double> out;
   i = 0;
   for (const auto& [name, value] : counts) out["data/" + name] = sums[i++].item<double>();

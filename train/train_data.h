@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <torch/types.h>
+
 #include "absl/status/statusor.h"
 #include "data/dataset_index.h"
 #include "data/shard_cache.h"
@@ -34,18 +36,21 @@ std::unique_ptr<ShardCache> MakeShardCache(const DataConfig& config);
 
 // A collective: opens (building on first use) the indexes on every rank, stops
 // if any rank sees a different training index (naming the first differing
-// shard), and makes this rank's loader. `workers` decode threads; `pinned`:
-// batch buffers in page-locked memory, for asynchronous copies to a GPU.
+// shard), and makes this rank's loader. `workers` decode threads; `device`:
+// where training runs (on CUDA the batch buffers are page-locked, for
+// asynchronous copies).
 absl::StatusOr<TrainData> OpenTrainData(const TrainConfig& config, const ClipTokenizer& tokenizer,
-                                        Communicator& comm, int workers, bool pinned);
+                                        Communicator& comm, int workers,
+                                        const torch::Device& device);
 
 // A collective: fails on every rank, naming the first shard that differs,
 // unless all ranks opened the same index.
-absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm);
+absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm,
+                            const torch::Device& device);
 
 // A collective: the bad-data counts summed over ranks, as metric names
 // (data/bad_image, ...), plus what indexing dropped (data/index_*).
 std::map<std::string, double> DataCounts(const StreamLoader& loader, const DatasetIndex& index,
-                                         Communicator& comm);
+                                         Communicator& comm, const torch::Device& device);
 
 }  // namespace clipscale

@@ -74,7 +74,7 @@ class Trainer {
 };
 
 absl::Status Trainer::LoadData() {
-  ASSIGN_OR_RETURN(data_, OpenTrainData(config_, *tokenizer_, *comm_, workers_, device_.is_cuda()));
+  ASSIGN_OR_RETURN(data_, OpenTrainData(config_, *tokenizer_, *comm_, workers_, device_));
   local_batch_ = config_.data.batch_size / world_;
   total_steps_ = data_.total_steps;
   if (data_.val) {
@@ -179,7 +179,9 @@ absl::Status Trainer::Setup() {
     const std::string dir = config_.output + "/sample_keys";
     std::error_code error;
     std::filesystem::create_directories(dir, error);
-    if (error) return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir));
+    if (error) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot create ", dir, ": ", error.message()));
+    }
     ASSIGN_OR_RETURN(sample_keys_, AppendFile::Open(absl::StrCat(dir, "/rank_", rank_, ".txt"),
                                                     /*exclusive=*/false, FlushPolicy()));
   }
@@ -231,7 +233,7 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double seconds, doub
 }
 
 std::map<std::string, double> Trainer::LogDataStats(int64_t step) {
-  std::map<std::string, double> counts = DataCounts(*data_.loader, *data_.train, *comm_);
+  std::map<std::string, double> counts = DataCounts(*data_.loader, *data_.train, *comm_, device_);
   if (rank_ == 0) {
     for (const auto& [name, value] : counts) metrics_->Scalar(name, value, step);
   }

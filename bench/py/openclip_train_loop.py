@@ -110,6 +110,31 @@ def batches(n, batch, steps, generator):
             produced += 1
 
 
+def webdataset_batches(folder, batch, steps, preprocess, context_length, workers, seed):
+    """open_clip_train/data.py's get_wds_dataset from the shards, as users train:
+    shards shuffled per epoch, samples through a 1000-sample shuffle buffer,
+    decode("pilrgb"), the train transform and the tokenizer in DataLoader
+    workers (`workers` processes; 0: in this thread), batched, drop_last."""
+    import webdataset as wds
+    urls = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".tar"))
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList(urls), wds.shuffle(100, initial=100, rng=None),
+        wds.split_by_worker, wds.tarfile_to_samples(), wds.shuffle(1000, initial=1000),
+        wds.decode("pilrgb"), wds.rename(image="jpg;png;jpeg;webp", text="txt"),
+        wds.map_dict(image=preprocess,
+                     text=lambda text: open_clip.tokenize([text], context_length)[0]),
+        wds.to_tuple("image", "text"), wds.batched(batch, partial=False))
+    loader = wds.WebLoader(pipeline, batch_size=None, shuffle=False, num_workers=workers,
+                           persistent_workers=workers > 0)
+    produced = 0
+    while produced < steps:
+        for images, tokens in loader:
+            if produced == steps:
+                return
+            yield images, tokens
+            produced += 1
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True, help="folder of .tar shards")
@@ -127,14 +152,18 @@ def main():
     p.add_argument("--eps", type=float, default=1e-6)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loader", choices=["memory", "webdataset"], default="memory",
+                   help="memory: decode up front, transform per step in this thread; "
+                        "webdataset: open_clip_train's streaming loader from the shards")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (webdataset)")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     load_start = time.perf_counter()
-    images, captions = load_examples(a.data)
+    images, captions = load_examples(a.data) if a.loader == "memory" else ([], [])
     load_seconds = time.perf_counter() - load_start
-    if len(images) < a.batch:
+    if a.loader == "memory" and len(images) < a.batch:
         raise SystemExit(f"{len(images)} usable samples in {a.data}, fewer than a batch")
 
     cfg = yaml_to_openclip(a.model_yaml)
@@ -148,13 +177,22 @@ def main():
     scheduler = cosine_lr(optimizer, a.lr, a.lr_warmup, a.steps)
     generator = torch.Generator().manual_seed(a.seed)
 
+    if a.loader == "memory":
+        def source():
+            for indices in batches(len(images), a.batch, a.steps, generator):
+                yield (torch.stack([preprocess(images[i]) for i in indices]),
+                       open_clip.tokenize([captions[i] for i in indices], context_length))
+    else:
+        def source():
+            return webdataset_batches(a.data, a.batch, a.steps, preprocess, context_length,
+                                      a.workers, a.seed)
     step_seconds, losses = [], []
     loop_start = time.perf_counter()
-    for step, indices in enumerate(batches(len(images), a.batch, a.steps, generator)):
+    stream = source()
+    for step in range(a.steps):
         step_start = time.perf_counter()
         scheduler(step)
-        batch_images = torch.stack([preprocess(images[i]) for i in indices])
-        batch_tokens = open_clip.tokenize([captions[i] for i in indices], context_length)
+        batch_images, batch_tokens = next(stream)
         optimizer.zero_grad()
         out = model(batch_images, batch_tokens)
         loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
@@ -171,7 +209,7 @@ def main():
     steps = len(step_seconds)
     timed = step_seconds[a.warmup:]
     print(json.dumps({
-        "samples": len(images),
+        "samples": len(images) if a.loader == "memory" else None,
         "load_seconds": load_seconds,
         "parameters": sum(t.numel() for t in model.parameters()),
         "steps": steps,

@@ -21,7 +21,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string Binary() { return testing::BinaryDir() + "/bin/clipscale"; }
+std::string Binary() { return testing::ClipscaleBinary(); }
 
 testing::CommandResult Clipscale(const std::string& args) {
   return testing::RunCommand(testing::ShellQuote(Binary()) + " " + args);

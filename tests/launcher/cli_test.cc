@@ -16,7 +16,7 @@
 namespace clipscale {
 namespace {
 
-std::string Binary() { return testing::BinaryDir() + "/bin/clipscale"; }
+std::string Binary() { return testing::ClipscaleBinary(); }
 
 testing::CommandResult RunCli(const std::string& args) {
   return testing::RunCommand(testing::ShellQuote(Binary()) + " " + args);

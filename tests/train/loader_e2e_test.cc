@@ -16,12 +16,7 @@
 namespace clipscale {
 namespace {
 
-std::string Binary() { return testing::BinaryDir() + "/bin/clipscale"; }
-
-std::string Mpirun(int ranks) {
-  return std::string(CLIPSCALE_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " +
-         std::to_string(ranks) + " ";
-}
+std::string Binary() { return testing::ClipscaleBinary(); }
 
 std::string Synth(const std::string& dir, int train, int per_shard) {
   auto r = testing::RunCommand(testing::ShellQuote(Binary()) + " data synth --out " +
@@ -69,7 +64,7 @@ TEST(LoaderEndToEnd, GlobalBatchesDoNotDependOnTheWorldSize) {
   std::map<std::string, std::vector<std::string>> one;
   for (int ranks : {1, 2, 4}) {
     const std::string run = dir + "/run" + std::to_string(ranks);
-    auto r = testing::RunCommand(Mpirun(ranks) + testing::ShellQuote(Binary()) +
+    auto r = testing::RunCommand(testing::Mpirun(ranks) + testing::ShellQuote(Binary()) +
                                  " train --config " + testing::ShellQuote(recipe) +
                                  " --set output=" + run + " --set data.log_sample_keys=true");
     ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -29,10 +29,7 @@ constexpr double kEndWithinSeconds = 15;
 constexpr int kHangTimeoutSeconds = 240;
 
 // CLIPSCALE_TEST_BINARY runs another build of clipscale (e.g. a patched one).
-std::string Binary() {
-  const char* other = std::getenv("CLIPSCALE_TEST_BINARY");
-  return other ? other : testing::BinaryDir() + "/bin/clipscale";
-}
+std::string Binary() { return testing::ClipscaleBinary(); }
 
 const std::string& DataDir() {
   static const std::string* dir = [] {
@@ -86,7 +83,7 @@ JobRun TrainWithFault(const std::string& fault) {
                         << dir << "/run\n";
   return RunTimed(absl::StrCat(
       "env ", kFaultAtStepVariable, "=", fault, " timeout -k 5 ", kHangTimeoutSeconds, " ",
-      CLIPSCALE_MPIEXEC, " --allow-run-as-root --oversubscribe -np 3 ",
+      testing::Mpirun(3),
       testing::ShellQuote(Binary()), " train --config ", testing::ShellQuote(recipe)));
 }
 

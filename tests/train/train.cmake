@@ -18,7 +18,6 @@ clipscale_test(train_distributed_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/train_distributed_test.cc
   DEPS clipscale_core LABELS "e2e;mpi" TIMEOUT 900)
 target_link_libraries(train_distributed_test PRIVATE nlohmann_json::nlohmann_json)
-target_compile_definitions(train_distributed_test PRIVATE CLIPSCALE_MPIEXEC="${MPIEXEC_EXECUTABLE}")
 add_dependencies(train_distributed_test clipscale)
 clipscale_test(retrieval_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/retrieval_test.cc
   DEPS clipscale_train LABELS "unit" TORCH_PCH)
@@ -28,13 +27,11 @@ clipscale_test(train_config_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/train_config_
 # the job must end, non-zero, naming the rank.
 clipscale_test(rank_failure_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/rank_failure_test.cc
   DEPS clipscale_train LABELS "e2e;mpi" TIMEOUT 600)
-target_compile_definitions(rank_failure_test PRIVATE CLIPSCALE_MPIEXEC="${MPIEXEC_EXECUTABLE}")
 add_dependencies(rank_failure_test clipscale)
 # The streaming loader end to end: same global batches for W = 1, 2, 4 under
 # mpirun; peak memory independent of the dataset's size.
 clipscale_test(loader_e2e_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/loader_e2e_test.cc
   DEPS clipscale_core LABELS "e2e;mpi" TIMEOUT 600)
-target_compile_definitions(loader_e2e_test PRIVATE CLIPSCALE_MPIEXEC="${MPIEXEC_EXECUTABLE}")
 add_dependencies(loader_e2e_test clipscale)
 clipscale_test(eval_split_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/eval_split_test.cc
   DEPS clipscale_train LABELS "unit" TORCH_PCH TIMEOUT 120)

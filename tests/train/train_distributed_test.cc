@@ -18,12 +18,7 @@
 namespace clipscale {
 namespace {
 
-std::string Binary() { return testing::BinaryDir() + "/bin/clipscale"; }
-
-std::string Mpirun(int ranks) {
-  return std::string(CLIPSCALE_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " +
-         std::to_string(ranks) + " ";
-}
+std::string Binary() { return testing::ClipscaleBinary(); }
 
 // The synthetic demo data, once per test binary.
 const std::string& DataDir() {
@@ -66,7 +61,7 @@ std::vector<double> Losses(const std::string& run) {
   return losses;
 }
 
-// `launch` prefixes the command: "" (one plain process), Mpirun(W), env ...
+// `launch` prefixes the command: "" (one plain process), testing::Mpirun(W), env ...
 testing::CommandResult Train(const std::string& launch, const std::string& recipe,
                              const std::string& output, const std::string& sets = "") {
   return testing::RunCommand(launch + testing::ShellQuote(Binary()) + " train --config " +
@@ -82,7 +77,7 @@ TEST(TrainDistributed, TwoRanksFollowOneProcess) {
   auto single = Train("", recipe, dir + "/w1");
   ASSERT_EQ(single.exit_code, 0) << single.output;
   EXPECT_NE(single.output.find("1 rank(s), backend local"), std::string::npos) << single.output;
-  auto two = Train(Mpirun(2), recipe, dir + "/w2", "--set data.micro_batch_size=5");
+  auto two = Train(testing::Mpirun(2), recipe, dir + "/w2", "--set data.micro_batch_size=5");
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_NE(two.output.find("2 rank(s), backend mpi, device cpu"), std::string::npos) << two.output;
   // Rank 0 alone reports.
@@ -122,7 +117,7 @@ TEST(TrainDistributed, SameBuildSameMachineRepeatsBitForBit) {
   const std::string dir = testing::MakeTempDir();
   const std::string recipe = WriteRecipe(dir, "");
   for (const char* run : {"/a", "/b"}) {
-    auto r = Train(Mpirun(2), recipe, dir + run);
+    auto r = Train(testing::Mpirun(2), recipe, dir + run);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   auto a = ReadFile(dir + "/a/model.safetensors"), b = ReadFile(dir + "/b/model.safetensors");
@@ -136,7 +131,7 @@ TEST(TrainDistributed, SameBuildSameMachineRepeatsBitForBit) {
 TEST(TrainDistributed, SigLipOnFourRanks) {
   const std::string dir = testing::MakeTempDir();
   const std::string recipe = WriteRecipe(dir, "loss: siglip\n");
-  auto four = Train(Mpirun(4), recipe, dir + "/run");
+  auto four = Train(testing::Mpirun(4), recipe, dir + "/run");
   ASSERT_EQ(four.exit_code, 0) << four.output;
   EXPECT_NE(four.output.find("4 rank(s), backend mpi"), std::string::npos) << four.output;
   const std::vector<double> losses = Losses(dir + "/run");
@@ -152,7 +147,7 @@ TEST(TrainDistributed, SigLipOnFourRanks) {
 TEST(TrainDistributed, UnevenSplitFailsOnEveryRankWithoutHanging) {
   const std::string dir = testing::MakeTempDir();
   const std::string recipe = WriteRecipe(dir, "");
-  auto three = Train(Mpirun(3), recipe, dir + "/run");  // 32 samples do not split over 3 ranks
+  auto three = Train(testing::Mpirun(3), recipe, dir + "/run");  // 32 samples do not split over 3 ranks
   EXPECT_NE(three.exit_code, 0) << three.output;
   EXPECT_NE(three.output.find("data.batch_size: 32 does not split evenly over 3 ranks"),
             std::string::npos)
