@@ -1,6 +1,7 @@
 #include "core/file_util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,10 @@ namespace {
 
 absl::Status ErrnoError(const std::string& what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+absl::Status ErrnoNotFound(const std::string& what, const std::string& path) {
+  return absl::NotFoundError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
 
 }  // namespace
@@ -41,6 +46,40 @@ absl::StatusOr<std::vector<std::string>> ReadNonEmptyLines(const std::string& pa
     if (!line.empty()) lines.push_back(line);
   }
   return lines;
+}
+
+absl::Status PReadFully(int fd, const std::string& path, uint64_t offset, size_t size, char* out) {
+  while (size > 0) {
+    const ssize_t n = ::pread(fd, out, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::DataLossError(absl::StrCat(path, ": cannot read ", size, " bytes at ", offset,
+                                              n == 0 ? " (file too short)" : ""));
+    }
+    out += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+FileStamp StampOf(const struct stat& st) {
+  return {static_cast<uint64_t>(st.st_size),
+          int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
+}
+}  // namespace
+
+absl::StatusOr<FileStamp> StatFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoNotFound("cannot stat", path);
+  return StampOf(st);
+}
+
+absl::StatusOr<FileStamp> StatFd(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoNotFound("cannot stat", path);
+  return StampOf(st);
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content) {

@@ -27,6 +27,19 @@ struct ByteSpan {
 };
 absl::Status WriteFileAtomically(const std::string& path, const std::vector<ByteSpan>& pieces);
 
+// Reads exactly `size` bytes at `offset` of the open file `fd`, retrying short
+// reads; DataLoss naming `path` when the file ends first or the read fails.
+absl::Status PReadFully(int fd, const std::string& path, uint64_t offset, size_t size, char* out);
+
+// A file's size and modification time in nanoseconds (what the dataset index
+// records to notice a changed shard). NotFound naming the path.
+struct FileStamp {
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+};
+absl::StatusOr<FileStamp> StatFile(const std::string& path);
+absl::StatusOr<FileStamp> StatFd(int fd, const std::string& path);
+
 // The same, streamed: bytes go to `<path>.tmp.<pid>` as they are appended;
 // Commit() fsyncs, renames and fsyncs the folder. Destroyed uncommitted, the
 // temporary file is removed and `path` is untouched.

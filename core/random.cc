@@ -11,6 +11,12 @@ uint64_t MixSeed(uint64_t a, uint64_t b, uint64_t c) {
   return rng.Next();
 }
 
+uint64_t Fnv1a64(std::string_view bytes) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
 std::vector<int64_t> Permutation(int64_t n, uint64_t seed) {
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 namespace clipscale {
@@ -30,6 +31,10 @@ class SplitMix64 {
 
 // A seed derived from several values (seed, epoch, index, ...), well mixed.
 uint64_t MixSeed(uint64_t a, uint64_t b, uint64_t c = 0);
+
+// FNV-1a, 64 bit: a hash of bytes that is the same on every build and machine
+// (file names derived from a spec or URL, dataset fingerprints).
+uint64_t Fnv1a64(std::string_view bytes);
 
 // A permutation of [0, n) by Fisher–Yates, a pure function of (n, seed).
 std::vector<int64_t> Permutation(int64_t n, uint64_t seed);

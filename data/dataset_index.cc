@@ -13,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "core/random.h"
 #include "core/crc32c.h"
 #include "core/file_util.h"
 #include "core/logging.h"
@@ -40,41 +42,6 @@ uint64_t GetU64(const char* in) {
   return v;
 }
 
-// FNV-1a, 64 bit: a stable hash of bytes across builds and machines.
-uint64_t Fnv1a(const std::string& bytes, uint64_t h = 0xcbf29ce484222325ULL) {
-  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
-
-absl::Status PRead(int fd, const std::string& path, uint64_t offset, size_t size, char* out) {
-  while (size > 0) {
-    const ssize_t n = ::pread(fd, out, size, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return absl::DataLossError(absl::StrCat(path, ": cannot read ", size, " bytes at ", offset,
-                                              n == 0 ? " (file too short)" : ""));
-    }
-    out += n;
-    size -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-struct StatInfo {
-  uint64_t size = 0;
-  int64_t mtime_ns = 0;
-};
-
-absl::StatusOr<StatInfo> Stat(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("cannot stat ", path, ": ", std::strerror(errno)));
-  }
-  return StatInfo{static_cast<uint64_t>(st.st_size),
-                  int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
-}
-
 bool IsImageExtension(const std::string& extension) {
   for (const char* e : kImageExtensions) {
     if (extension == e) return true;
@@ -82,20 +49,21 @@ bool IsImageExtension(const std::string& extension) {
   return false;
 }
 
-// Scans one shard into its section and its table entry.
-void IndexShard(const std::string& name, ShardCache* cache, proto::IndexShard* shard,
-                proto::ShardSection* section) {
+// Scans one shard into its section and its table entry. Returns true when a
+// remote shard's cached copy vanished (evicted) between fetch and scan.
+bool IndexShardOnce(const std::string& name, ShardCache* cache, proto::IndexShard* shard,
+                    proto::ShardSection* section) {
   shard->set_path(name);
   absl::StatusOr<std::string> local = name;
   if (IsRemoteShard(name)) {
     local = cache ? cache->Fetch(name)
                   : absl::FailedPreconditionError(absl::StrCat(name, ": no shard cache for remote shards"));
   }
-  auto info = local.ok() ? Stat(*local) : absl::StatusOr<StatInfo>(local.status());
+  auto info = local.ok() ? StatFile(*local) : absl::StatusOr<FileStamp>(local.status());
   if (!info.ok()) {
     shard->set_error(std::string(info.status().message()));
     shard->mutable_dropped()->set_unreadable_shards(1);
-    return;
+    return IsRemoteShard(name) && local.ok();
   }
   const std::string path = *local;
   shard->set_size(info->size);
@@ -148,6 +116,18 @@ void IndexShard(const std::string& name, ShardCache* cache, proto::IndexShard* s
     }
   }
   shard->set_samples(static_cast<uint64_t>(section->samples_size()));
+  return IsRemoteShard(name) && status.code() == absl::StatusCode::kNotFound;
+}
+
+void IndexShard(const std::string& name, ShardCache* cache, proto::IndexShard* shard,
+                proto::ShardSection* section) {
+  // Another thread's or process's fetch can evict the copy before it is
+  // scanned: it is fetched again then, as the loader's reader does.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    shard->Clear();
+    section->Clear();
+    if (!IndexShardOnce(name, cache, shard, section)) return;
+  }
 }
 
 IndexDropCounts ToCounts(const proto::IndexDropped& d) {
@@ -162,7 +142,7 @@ IndexDropCounts ToCounts(const proto::IndexDropped& d) {
 uint64_t HashShard(const IndexedShard& s) {
   const std::string fields = absl::StrCat(s.path, "|", s.size, "|", s.mtime_ns, "|", s.samples,
                                           "|", s.source, "|", s.section_crc32c);
-  return Fnv1a(fields);
+  return Fnv1a64(fields);
 }
 
 }  // namespace
@@ -184,17 +164,7 @@ absl::Status DatasetIndex::Build(const std::string& spec, const std::string& pat
   for (size_t s = 0; s < sources.size(); ++s) {
     for (auto& p : sources[s]) shards.emplace_back(std::move(p), static_cast<uint32_t>(s));
   }
-  const std::vector<std::string> parts = [&] {
-    std::vector<std::string> out;
-    for (size_t start = 0; start <= spec.size();) {
-      const size_t end = spec.find("::", start);
-      std::string part = spec.substr(start, end == std::string::npos ? std::string::npos : end - start);
-      if (!part.empty()) out.push_back(part);
-      if (end == std::string::npos) break;
-      start = end + 2;
-    }
-    return out;
-  }();
+  const std::vector<std::string> parts = absl::StrSplit(spec, "::", absl::SkipEmpty());
   for (const auto& part : parts) header.add_sources(part);
 
   ASSIGN_OR_RETURN(AtomicFileWriter out, AtomicFileWriter::Create(path));
@@ -249,7 +219,7 @@ absl::StatusOr<std::shared_ptr<const DatasetIndex>> DatasetIndex::Open(const std
   struct stat st;
   const bool stat_ok = ::fstat(fd, &st) == 0;
   char preamble[kPreamble];
-  absl::Status status = stat_ok ? PRead(fd, path, 0, kPreamble, preamble)
+  absl::Status status = stat_ok ? PReadFully(fd, path, 0, kPreamble, preamble)
                                 : absl::DataLossError(absl::StrCat("cannot stat ", path));
   std::string header_bytes;
   if (status.ok()) {
@@ -261,7 +231,7 @@ absl::StatusOr<std::shared_ptr<const DatasetIndex>> DatasetIndex::Open(const std
       status = absl::DataLossError(absl::StrCat(path, ": index header out of bounds (truncated?)"));
     } else {
       header_bytes.resize(size);
-      status = PRead(fd, path, offset, size, header_bytes.data());
+      status = PReadFully(fd, path, offset, size, header_bytes.data());
     }
   }
   ::close(fd);
@@ -276,7 +246,7 @@ absl::StatusOr<std::shared_ptr<const DatasetIndex>> DatasetIndex::Open(const std
   index->spec_ = header.spec();
   index->sources_.assign(header.sources().begin(), header.sources().end());
   index->shards_.reserve(header.shards_size());
-  index->hash_ = Fnv1a(absl::StrCat(header.shards_size()));
+  index->hash_ = Fnv1a64(absl::StrCat(header.shards_size()));
   for (auto& s : *header.mutable_shards()) {
     IndexedShard shard;
     shard.path = std::move(*s.mutable_path());
@@ -318,7 +288,7 @@ absl::StatusOr<std::vector<IndexedSample>> DatasetIndex::ReadShard(int64_t shard
   std::string bytes(s.section_size, '\0');
   const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open index ", path_));
-  absl::Status status = PRead(fd, path_, s.section_offset, s.section_size, bytes.data());
+  absl::Status status = PReadFully(fd, path_, s.section_offset, s.section_size, bytes.data());
   ::close(fd);
   RETURN_IF_ERROR(status);
   proto::ShardSection section;
@@ -342,7 +312,7 @@ std::vector<std::string> DatasetIndex::ChangedShards() const {
   for (const auto& s : shards_) {
     if (s.dropped.unreadable_shards > 0) continue;  // it had no samples to lose
     if (IsRemoteShard(s.path)) continue;
-    auto info = Stat(s.path);
+    auto info = StatFile(s.path);
     if (!info.ok()) {
       changed.push_back(absl::StrCat(s.path, " (gone)"));
     } else if (info->size != s.size) {
@@ -372,7 +342,7 @@ absl::StatusOr<std::shared_ptr<const DatasetIndex>> DatasetIndex::OpenOrBuild(
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create the index cache ", cache_dir, ": ", error.message()));
   }
-  const std::string base = absl::StrFormat("%s/%016x", cache_dir, Fnv1a(spec));
+  const std::string base = absl::StrFormat("%s/%016x", cache_dir, Fnv1a64(spec));
   const std::string path = base + ".index";
   // One process per cache builds; the others wait here and reuse its file.
   const int lock = ::open((base + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

@@ -1,7 +1,6 @@
 #include "data/sample_reader.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/file_util.h"
 #include "core/random.h"
 #include "core/status.h"
 #include "data/image.h"
@@ -112,12 +112,11 @@ absl::StatusOr<std::shared_ptr<SampleReader::ShardFile>> SampleReader::File(int6
       file->error = absl::StrCat("cannot open shard ", info.path, ": ", std::strerror(errno));
     }
   }
-  struct stat st;
   if (file->fd >= 0) {
     file->error.clear();
-    const bool changed =
-        ::fstat(file->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != info.size ||
-        (!remote && int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec != info.mtime_ns);
+    auto stamp = StatFd(file->fd, info.path);
+    const bool changed = !stamp.ok() || stamp->size != info.size ||
+                         (!remote && stamp->mtime_ns != info.mtime_ns);
     if (changed) file->error = absl::StrCat("shard ", info.path, " changed since it was indexed");
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -132,15 +131,7 @@ absl::Status SampleReader::ReadMember(const ShardFile& file, const IndexedMember
                                                      member.size, " bytes exceeds ", limit));
   }
   out->resize(member.size);
-  uint64_t done = 0;
-  while (done < member.size) {
-    const ssize_t n = ::pread(file.fd, out->data() + done, member.size - done,
-                              static_cast<off_t>(member.offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return absl::DataLossError(absl::StrCat("cannot read ", file.path));
-    done += static_cast<uint64_t>(n);
-  }
-  return absl::OkStatus();
+  return PReadFully(file.fd, file.path, member.offset, member.size, out->data());
 }
 
 BadSample SampleReader::Read(const SampleRef& ref, uint64_t augment_seed, const RowOutput& out,

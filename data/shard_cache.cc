@@ -18,18 +18,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/file_util.h"
+#include "core/random.h"
 #include "core/status.h"
 
 namespace clipscale {
 namespace {
 
 constexpr char kSuffix[] = ".shard";  // complete cached copies; others are temporaries or locks
-
-uint64_t Fnv1a(const std::string& bytes) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
 
 struct WriteTarget {
   FILE* file;
@@ -78,7 +74,7 @@ std::string ShardCache::CachePath(const std::string& shard) const {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '_';
   }
   if (tail.size() > 64) tail.resize(64);
-  return absl::StrFormat("%s/%016x-%s%s", options_.dir, Fnv1a(shard), tail, kSuffix);
+  return absl::StrFormat("%s/%016x-%s%s", options_.dir, Fnv1a64(shard), tail, kSuffix);
 }
 
 absl::Status ShardCache::Download(const std::string& shard, const std::string& tmp) {
@@ -147,11 +143,10 @@ void ShardCache::Evict(const std::string& keep) {
        it.increment(error)) {
     const std::string path = it->path().string();
     if (path.size() < sizeof kSuffix || path.compare(path.size() - 6, 6, kSuffix) != 0) continue;
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) continue;
-    entries.push_back({path, static_cast<uint64_t>(st.st_size),
-                       int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec});
-    total += static_cast<uint64_t>(st.st_size);
+    auto stamp = StatFile(path);
+    if (!stamp.ok()) continue;  // evicted by another process meanwhile
+    entries.push_back({path, stamp->size, stamp->mtime_ns});
+    total += stamp->size;
   }
   std::sort(entries.begin(), entries.end(),
             [](const Entry& a, const Entry& b) { return a.used_ns < b.used_ns; });

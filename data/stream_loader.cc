@@ -119,6 +119,18 @@ struct StreamLoader::State {
   absl::StatusOr<std::shared_ptr<const EpochOrder>> Order(int64_t epoch);
   absl::StatusOr<int64_t> Steps(const EpochOrder& order) const;
   absl::Status Schedule();  // with mu held
+  // Takes every scheduled job and task out, with mu held. The caller lets them
+  // go after unlocking: a job that goes returns its storage to the pool.
+  struct Scheduled {
+    std::deque<std::shared_ptr<Job>> jobs;
+    std::deque<std::pair<std::shared_ptr<Job>, int64_t>> tasks;
+  };
+  Scheduled TakeScheduled() {
+    Scheduled out;
+    out.jobs.swap(pipeline);
+    out.tasks.swap(tasks);
+    return out;
+  }
   void Work();
   void Process(Job& job, int64_t row);
   void Count(BadSample reason, const std::string& why, Counters* counters);
@@ -320,12 +332,10 @@ StreamLoader::~StreamLoader() {
   for (auto& t : state_->workers) t.join();
   // Jobs still scheduled return their storage here; batches handed out keep
   // the state alive through their deleters.
-  std::deque<std::shared_ptr<Job>> pipeline;
-  std::deque<std::pair<std::shared_ptr<Job>, int64_t>> tasks;
+  State::Scheduled dropped;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
-    pipeline.swap(state_->pipeline);
-    tasks.swap(state_->tasks);
+    dropped = state_->TakeScheduled();
   }
 }
 
@@ -337,12 +347,10 @@ absl::StatusOr<int64_t> StreamLoader::StepsInEpoch(int64_t epoch) const {
 
 absl::Status StreamLoader::Seek(int64_t epoch, int64_t step) {
   if (epoch < 0 || step < 0) return absl::InvalidArgumentError("loader: negative seek");
-  std::deque<std::shared_ptr<Job>> dropped_jobs;
-  std::deque<std::pair<std::shared_ptr<Job>, int64_t>> dropped_tasks;
+  State::Scheduled dropped;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
-    dropped_jobs.swap(state_->pipeline);
-    dropped_tasks.swap(state_->tasks);
+    dropped = state_->TakeScheduled();
     state_->next_epoch = epoch;
     state_->next_step = step;
   }

@@ -22,20 +22,6 @@ void Check(const absl::Status& status) {
   }
 }
 
-std::string Jpeg(uint64_t seed) {
-  SplitMix64 rng(seed);
-  Image image;
-  image.width = 24 + static_cast<int>(rng.Below(17));
-  image.height = 24 + static_cast<int>(rng.Below(17));
-  image.rgb.resize(size_t(image.width) * image.height * 3);
-  const uint8_t base = static_cast<uint8_t>(rng.Below(200));
-  for (size_t i = 0; i < image.rgb.size(); ++i) {
-    image.rgb[i] = static_cast<uint8_t>(base + (i * 7 + rng.Below(30)) % 50);
-  }
-  auto jpeg = EncodeJpeg(image, 90);
-  Check(jpeg.status());
-  return *jpeg;
-}
 
 std::string Chunk(const std::string& type, const std::string& data) {
   std::string out;
@@ -72,6 +58,21 @@ std::string Png(int width, int height) {
 
 }  // namespace
 
+std::string TestJpeg(uint64_t seed) {
+  SplitMix64 rng(seed);
+  Image image;
+  image.width = 24 + static_cast<int>(rng.Below(17));
+  image.height = 24 + static_cast<int>(rng.Below(17));
+  image.rgb.resize(size_t(image.width) * image.height * 3);
+  const uint8_t base = static_cast<uint8_t>(rng.Below(200));
+  for (size_t i = 0; i < image.rgb.size(); ++i) {
+    image.rgb[i] = static_cast<uint8_t>(base + (i * 7 + rng.Below(30)) % 50);
+  }
+  auto jpeg = EncodeJpeg(image, 90);
+  Check(jpeg.status());
+  return *jpeg;
+}
+
 std::string PngHeaderOnly(int width, int height) {
   std::string ihdr;
   for (uint32_t v : {static_cast<uint32_t>(width), static_cast<uint32_t>(height)}) {
@@ -97,7 +98,7 @@ std::vector<std::string> WriteJpegShards(const std::string& dir, int shards, int
     Check(writer.status());
     for (int i = 0; i < per_shard; ++i) {
       const std::string key = absl::StrFormat("%09d", s * 10000 + i);
-      Check(writer->Add(key + ".jpg", Jpeg(uint64_t(s) * 100003 + i)));
+      Check(writer->Add(key + ".jpg", TestJpeg(uint64_t(s) * 100003 + i)));
       Check(writer->Add(key + ".json", absl::StrFormat("{\"key\": \"%s\", \"label\": %d}", key,
                                                        (s * per_shard + i) % 7)));
       Check(writer->Add(key + ".txt", absl::StrFormat("sample %d of shard %d", i, s)));
@@ -120,19 +121,19 @@ int WriteBrokenShards(const std::string& dir) {
     if (caption) Check(writer->Add(key + ".txt", *caption));
   };
   auto good_sample = [&](int i) {
-    const std::string image = Jpeg(7000 + i), caption = "a good sample";
+    const std::string image = TestJpeg(7000 + i), caption = "a good sample";
     add(absl::StrFormat("good%02d", i), "jpg", &image, &caption);
     ++good;
   };
   const std::string caption = "a caption";
-  std::string corrupt = Jpeg(1);
+  std::string corrupt = TestJpeg(1);
   corrupt.resize(corrupt.size() / 2);  // truncated scan data
   for (size_t i = 200; i < corrupt.size(); i += 3) corrupt[i] = '\xff';
   const std::string zero, text_bytes = "this is not an image at all";
   const std::string bomb = PngHeaderOnly(40000, 40000);
   const std::string png = PngHeaderOnly(1, 1);  // its IDAT runs dry: corrupt pixel data
   const std::string invalid_utf8 = "caf\xc3(", blank = " \t ";
-  const std::string good_image = Jpeg(2);
+  const std::string good_image = TestJpeg(2);
   for (int i = 0; i < 4; ++i) good_sample(i);
   add("bad_corrupt", "jpg", &corrupt, &caption);
   add("bad_zero", "jpg", &zero, &caption);
@@ -149,7 +150,7 @@ int WriteBrokenShards(const std::string& dir) {
   add("sniffed", "jpg", &sniffed, &caption);
   ++good;
   // A repeated extension: the first member wins, the second is dropped.
-  Check(writer->Add("dup.jpg", Jpeg(3)));
+  Check(writer->Add("dup.jpg", TestJpeg(3)));
   Check(writer->Add("dup.txt", "the first caption"));
   Check(writer->Add("dup.txt", "the second caption"));
   ++good;
@@ -161,7 +162,7 @@ int WriteBrokenShards(const std::string& dir) {
   Check(t.status());
   for (int i = 0; i < 3; ++i) {
     const std::string key = absl::StrFormat("trunc%d", i);
-    Check(t->Add(key + ".jpg", Jpeg(100 + i)));
+    Check(t->Add(key + ".jpg", TestJpeg(100 + i)));
     Check(t->Add(key + ".txt", "kept before the damage"));
   }
   Check(t->Close());
@@ -173,7 +174,7 @@ int WriteBrokenShards(const std::string& dir) {
   // A header claiming an 8 GiB member in a file of a few KB.
   auto l = TarWriter::Create(dir + "/liar.tar");
   Check(l.status());
-  Check(l->Add("liar0.jpg", Jpeg(200)));
+  Check(l->Add("liar0.jpg", TestJpeg(200)));
   Check(l->Add("liar0.txt", "before the lie"));
   Check(l->Add("liar1.jpg", std::string(10, 'x')));
   Check(l->Close());

@@ -20,6 +20,9 @@ std::vector<std::string> WriteJpegShards(const std::string& dir, int shards, int
 // 8 GiB). Returns the number of good samples in broken.tar.
 int WriteBrokenShards(const std::string& dir);
 
+// A JPEG of 24-40 px a side with smooth content, a pure function of `seed`.
+std::string TestJpeg(uint64_t seed);
+
 // A PNG whose header claims `width` x `height` (valid CRCs, a one-byte IDAT).
 std::string PngHeaderOnly(int width, int height);
 

@@ -9,28 +9,17 @@
 #include <fstream>
 
 #include "absl/strings/str_format.h"
-#include "core/random.h"
 #include "data/image.h"
-#include "data/synth.h"
 #include "data/tar.h"
 #include "data/transforms.h"
 #include "models/model_config.h"
+#include "tests/data/loader_fixtures.h"
 #include "tests/test_util.h"
 #include "train/evaluate.h"
 #include "train/zeroshot.h"
 
 namespace clipscale {
 namespace {
-
-std::string Jpeg(uint64_t seed) {
-  SplitMix64 rng(seed);
-  Image image;
-  image.width = 40 + static_cast<int>(rng.Below(30));
-  image.height = 40 + static_cast<int>(rng.Below(30));
-  image.rgb.resize(size_t(image.width) * image.height * 3);
-  for (auto& v : image.rgb) v = static_cast<uint8_t>(rng.Below(256));
-  return *EncodeJpeg(image, 85);
-}
 
 struct Fixture {
   ClipModel model{nullptr};
@@ -59,7 +48,7 @@ TEST(EvalSplitTest, ClipBenchmarkClassificationLayout) {
   auto writer = TarWriter::Create(dir + "/0.tar");
   ASSERT_TRUE(writer.ok());
   for (int i = 0; i < 21; ++i) {
-    jpegs.push_back(Jpeg(i));
+    jpegs.push_back(testing::TestJpeg(i));
     labels.push_back((i * 7) % 4);
     const std::string key = absl::StrFormat("s%04d", i);
     ASSERT_TRUE(writer->Add(key + ".jpg", jpegs.back()).ok());
@@ -98,7 +87,7 @@ TEST(EvalSplitTest, SeveralCaptionsPerImageCountAHitForAnyOfThem) {
   ASSERT_TRUE(writer.ok());
   const char* words[] = {"red", "green", "blue", "small", "large", "dog", "cat", "tree"};
   for (int i = 0; i < 15; ++i) {
-    jpegs.push_back(Jpeg(100 + i));
+    jpegs.push_back(testing::TestJpeg(100 + i));
     captions.emplace_back();
     std::string text;
     for (int c = 0; c < 2 + i % 3; ++c) {

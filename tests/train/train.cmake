@@ -34,4 +34,4 @@ clipscale_test(loader_e2e_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/loader_e2e_test
   DEPS clipscale_core LABELS "e2e;mpi" TIMEOUT 600)
 add_dependencies(loader_e2e_test clipscale)
 clipscale_test(eval_split_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/eval_split_test.cc
-  DEPS clipscale_train LABELS "unit" TORCH_PCH TIMEOUT 120)
+  DEPS clipscale_train clipscale_loader_fixtures LABELS "unit" TORCH_PCH TIMEOUT 120)
