@@ -14,6 +14,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterConfigCommand(app);
   RegisterDataCommand(app);
   RegisterTrainCommands(app);
+  RegisterCkptCommand(app);
 }
 
 }  // namespace clipscale::launcher

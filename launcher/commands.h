@@ -11,6 +11,7 @@ void RegisterInferenceCommands(CLI::App& app);
 void RegisterConfigCommand(CLI::App& app);
 void RegisterDataCommand(CLI::App& app);
 void RegisterTrainCommands(CLI::App& app);
+void RegisterCkptCommand(CLI::App& app);
 
 // Exit status of the command that ran (set by its callback).
 int ExitCode();

@@ -10,6 +10,7 @@
 #include "distributed/launch_env.h"
 #include "distributed/mpi_runtime.h"
 #include "launcher/commands.h"
+#include "train/stop_signal.h"
 
 namespace {
 
@@ -63,8 +64,11 @@ int main(int argc, char** argv) {
   }
   const int code = clipscale::launcher::ExitCode();
   // A failed rank must not wait in MPI_Finalize for ranks that may be blocked
-  // in a collective with it.
-  if (code != 0 && mpi && mpi->world_size() > 1) {
+  // in a collective with it. A run stopped by a signal stopped on every rank
+  // at the same step boundary, after its save: it finalizes normally.
+  const bool agreed_stop =
+      code == clipscale::kExitRequeue || code == clipscale::kExitInterrupted;
+  if (code != 0 && !agreed_stop && mpi && mpi->world_size() > 1) {
     std::fprintf(stderr, "clipscale: rank %d of %d failed (exit %d): ending the whole job\n",
                  mpi->world_rank(), mpi->world_size(), code);
     mpi->Abort(code);

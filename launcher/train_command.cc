@@ -11,6 +11,7 @@
 #include "launcher/model_loading.h"
 #include "train/evaluate.h"
 #include "train/train_data.h"
+#include "train/stop_signal.h"
 #include "train/trainer.h"
 #include "train/zeroshot.h"
 
@@ -20,6 +21,8 @@ namespace {
 struct TrainOptions {
   std::string config;
   std::vector<std::string> overrides;
+  std::string resume;
+  bool resume_ignore_config = false;
 };
 
 struct EvalCommandOptions {
@@ -47,9 +50,31 @@ void PrintSummary(const std::map<std::string, double>& m) {
 }
 
 absl::Status RunTrain(const TrainOptions& o) {
-  ASSIGN_OR_RETURN(TrainConfig config, LoadTrainConfig(o.config, o.overrides));
+  std::vector<std::string> overrides = o.overrides;
+  if (!o.resume.empty()) overrides.push_back("resume=" + o.resume);
+  if (o.resume_ignore_config) overrides.push_back("resume_ignore_config=true");
+  ASSIGN_OR_RETURN(TrainConfig config, LoadTrainConfig(o.config, overrides));
   ASSIGN_OR_RETURN(TrainResult result, Train(config));
+  if (result.stopped != StopRequest::kNone) {
+    const bool requeue = result.stopped == StopRequest::kRequeue;
+    SetExitCode(requeue ? kExitRequeue : kExitInterrupted);
+    // Every rank says where it stopped: the same step on all of them.
+    std::fprintf(stderr, "clipscale: rank %d of %d stopped after step %lld\n", result.rank,
+                 result.world_size, static_cast<long long>(result.steps));
+    if (result.rank != 0) return absl::OkStatus();
+    std::printf("stopped by %s after step %lld; checkpoint: %s\n",
+                requeue ? "SIGTERM/SIGUSR1" : "SIGINT", static_cast<long long>(result.steps),
+                result.last_checkpoint.empty() ? "(none committed)" : result.last_checkpoint.c_str());
+    std::printf("exit %d: %s\n", requeue ? kExitRequeue : kExitInterrupted,
+                requeue ? "requeue me; the run continues with --resume latest"
+                        : "interrupted; --resume latest continues it");
+    return absl::OkStatus();
+  }
   if (result.rank != 0) return absl::OkStatus();  // rank 0 reports for the job
+  if (result.start_step > 0) {
+    std::printf("resumed at step %lld from %s\n", static_cast<long long>(result.start_step),
+                result.resumed_from.c_str());
+  }
   std::printf("%d rank(s), backend %s, device %s\n", result.world_size, result.backend.c_str(),
               result.device.c_str());
   std::printf("trained %lld steps at %.1f samples/s; loss %.4f -> %.4f\n",
@@ -122,6 +147,11 @@ void RegisterTrainCommands(CLI::App& app) {
   CLI::App* t = app.add_subcommand("train", "Train a CLIP model from a recipe (configs/*.yaml)");
   t->add_option("--config", train->config, "Recipe YAML")->required();
   t->add_option("--set", train->overrides, "Override key.path=value (repeatable)");
+  t->add_option("--resume", train->resume,
+                "Continue from 'latest' (the newest valid checkpoint in <output>/checkpoints; "
+                "none: start fresh) or a checkpoint folder");
+  t->add_flag("--resume-ignore-config", train->resume_ignore_config,
+              "Resume even if the recipe changed in a way that breaks the continuation");
   t->callback([train] { Report(RunTrain(*train)); });
 
   auto eval = std::make_shared<EvalCommandOptions>();

@@ -1,6 +1,9 @@
 #include "train/fault_injection.h"
 
+#include <signal.h>
+
 #include <cstdlib>
+#include <map>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -13,15 +16,21 @@ namespace clipscale {
 absl::StatusOr<std::optional<FaultPlan>> ParseFaultPlan(const std::string& value) {
   if (value.empty()) return std::nullopt;
   const std::vector<std::string> parts = absl::StrSplit(value, ':');
+  static const std::map<std::string, FaultPlan::Action> kActions = {
+      {"abort", FaultPlan::Action::kAbort},     {"kill", FaultPlan::Action::kKill},
+      {"sigterm", FaultPlan::Action::kSigterm}, {"sigusr1", FaultPlan::Action::kSigusr1},
+      {"sigint", FaultPlan::Action::kSigint}};
   FaultPlan plan;
-  const bool ok = (parts.size() == 2 || (parts.size() == 3 && parts[2] == "abort")) &&
+  const bool ok = (parts.size() == 2 || (parts.size() == 3 && kActions.count(parts[2]))) &&
                   absl::SimpleAtoi(parts[0], &plan.rank) && plan.rank >= 0 &&
                   absl::SimpleAtoi(parts[1], &plan.step) && plan.step >= 0;
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(kFaultAtStepVariable, "='", value,
-                                                   "': expected RANK:STEP or RANK:STEP:abort"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kFaultAtStepVariable, "='", value,
+                     "': expected RANK:STEP or RANK:STEP:ACTION, ACTION one of abort, kill, "
+                     "sigterm, sigusr1, sigint"));
   }
-  plan.abort = parts.size() == 3;
+  if (parts.size() == 3) plan.action = kActions.at(parts[2]);
   return plan;
 }
 
@@ -35,8 +44,31 @@ absl::Status InjectedFault(int rank, int64_t step) {
   if (!fault || fault->rank != rank || fault->step != step) return absl::OkStatus();
   const std::string message = absl::StrCat("injected fault (", kFaultAtStepVariable, ") at step ",
                                            step, " on rank ", rank);
-  if (fault->abort) FatalError(__FILE__, __LINE__, message);
-  return absl::AbortedError(message);
+  switch (fault->action) {
+    case FaultPlan::Action::kError:
+      return absl::AbortedError(message);
+    case FaultPlan::Action::kAbort:
+      FatalError(__FILE__, __LINE__, message);
+    case FaultPlan::Action::kKill:
+      ::raise(SIGKILL);
+      break;
+    case FaultPlan::Action::kSigterm:
+      ::raise(SIGTERM);
+      break;
+    case FaultPlan::Action::kSigusr1:
+      ::raise(SIGUSR1);
+      break;
+    case FaultPlan::Action::kSigint:
+      ::raise(SIGINT);
+      break;
+  }
+  return absl::OkStatus();
+}
+
+int CheckpointPauseMs() {
+  const char* value = std::getenv(kCheckpointPauseVariable);
+  int ms = 0;
+  return value && absl::SimpleAtoi(value, &ms) && ms > 0 ? ms : 0;
 }
 
 }  // namespace clipscale

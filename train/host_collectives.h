@@ -4,6 +4,10 @@
 
 #include <torch/types.h>
 
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include "distributed/communicator.h"
 
 namespace clipscale {
@@ -23,6 +27,55 @@ inline void HostAllReduce(torch::Tensor& host, ReduceOp op, Communicator& comm,
 inline torch::Tensor HostAllGather(const torch::Tensor& host, Communicator& comm,
                                    const torch::Device& device) {
   return comm.AllGather(host.to(device)).to(torch::kCPU);
+}
+
+inline void HostBroadcast(torch::Tensor& host, int root, Communicator& comm,
+                          const torch::Device& device) {
+  if (device.is_cpu()) {
+    comm.Broadcast(host, root);
+    return;
+  }
+  torch::Tensor on_device = host.to(device);
+  comm.Broadcast(on_device, root);
+  host = on_device.to(torch::kCPU);
+}
+
+namespace host_internal {
+// Bytes in int64 words (the MPI backend moves float and int64 only), zero-padded.
+inline torch::Tensor PackBytes(const std::string& bytes, int64_t words) {
+  torch::Tensor t = torch::zeros({words}, torch::kInt64);
+  std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+inline int64_t WordsFor(int64_t size) { return (size + 7) / 8; }
+}  // namespace host_internal
+
+// Root's `bytes` on every rank (a collective; others pass anything).
+inline std::string HostBroadcastBytes(const std::string& bytes, int root, Communicator& comm,
+                                      const torch::Device& device) {
+  torch::Tensor size = torch::full({1}, static_cast<int64_t>(bytes.size()), torch::kInt64);
+  auto broadcast = [&](torch::Tensor& t) { HostBroadcast(t, root, comm, device); };
+  broadcast(size);
+  const int64_t n = size.item<int64_t>();
+  torch::Tensor data = host_internal::PackBytes(comm.rank() == root ? bytes : std::string(),
+                                                std::max<int64_t>(1, host_internal::WordsFor(n)));
+  broadcast(data);
+  return std::string(static_cast<const char*>(data.data_ptr()), static_cast<size_t>(n));
+}
+
+// Every rank's `bytes`, in rank order; sizes may differ (a collective).
+inline std::vector<std::string> HostAllGatherBytes(const std::string& bytes, Communicator& comm,
+                                                   const torch::Device& device) {
+  torch::Tensor size = torch::full({1}, static_cast<int64_t>(bytes.size()), torch::kInt64);
+  const torch::Tensor sizes = HostAllGather(size, comm, device);
+  const int64_t words = std::max<int64_t>(1, host_internal::WordsFor(sizes.max().item<int64_t>()));
+  const torch::Tensor all = HostAllGather(host_internal::PackBytes(bytes, words), comm, device);
+  std::vector<std::string> out;
+  for (int r = 0; r < comm.size(); ++r) {
+    const char* begin = static_cast<const char*>(all.data_ptr()) + r * words * 8;
+    out.emplace_back(begin, static_cast<size_t>(sizes[r].item<int64_t>()));
+  }
+  return out;
 }
 
 }  // namespace clipscale

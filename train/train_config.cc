@@ -63,6 +63,16 @@ absl::Status CheckRanges(const TrainConfig& config, const YAML::Node& root,
   if (!(timeout_s > 0) || !std::isfinite(timeout_s)) {
     return bad("distributed.nccl_timeout_s", "must be a positive number of seconds");
   }
+  RETURN_IF_ERROR(range("checkpoint.every_steps", config.checkpoint.every_steps, 0, INT64_MAX));
+  RETURN_IF_ERROR(range("checkpoint.keep_every", config.checkpoint.keep_every, 0, INT64_MAX));
+  if (config.checkpoint.keep == 1 || config.checkpoint.keep < 0) {
+    return bad("checkpoint.keep", absl::StrCat("is ", config.checkpoint.keep,
+                                               ", must be 0 (keep all) or at least 2 (the newest "
+                                               "may be the one being written when a job dies)"));
+  }
+  if (!(config.checkpoint.every_minutes >= 0) || !std::isfinite(config.checkpoint.every_minutes)) {
+    return bad("checkpoint.every_minutes", "must be a non-negative number of minutes");
+  }
   auto loss = ParseLossKind(config.loss);
   if (!loss.ok()) return bad("loss", std::string(loss.status().message()));
   return absl::OkStatus();

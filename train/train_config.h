@@ -88,6 +88,24 @@ struct DistributedConfig {
   }
 };
 
+// Checkpoints under <output>/checkpoints/step_N/ (see train/checkpoint.h).
+struct CheckpointConfig {
+  int64_t every_steps = 0;    // save every this many steps; 0: not by steps
+  double every_minutes = 0;   // save when this much training time passed; 0: not by time
+  int64_t keep = 3;           // the newest K (>= 2; 0 keeps all) ...
+  int64_t keep_every = 0;     // ... and every step that is a multiple of this, for good
+  bool async = true;          // write on a background thread (the loop only copies)
+
+  template <class V>
+  void Visit(V& v) {
+    v("every_steps", every_steps);
+    v("every_minutes", every_minutes);
+    v("keep", keep);
+    v("keep_every", keep_every);
+    v("async", async);
+  }
+};
+
 struct TrainConfig {
   std::string model = "tiny";  // config name or YAML path
   ModelConfig model_config;    // filled from `model`; keys under `model_overrides` change it
@@ -111,6 +129,11 @@ struct TrainConfig {
   DistributedConfig distributed;
   std::string output = "runs/demo";
   int64_t log_every = 10;
+  CheckpointConfig checkpoint;
+  // "latest" (the newest checkpoint under <output>/checkpoints that verifies;
+  // none: start fresh) or a checkpoint folder; "": no resume.
+  std::string resume;
+  bool resume_ignore_config = false;  // resume although the recipe changed incompatibly
 
   template <class V>
   void Visit(V& v) {
@@ -131,6 +154,9 @@ struct TrainConfig {
     v("distributed", distributed);
     v("output", output);
     v("log_every", log_every);
+    v("checkpoint", checkpoint);
+    v("resume", resume);
+    v("resume_ignore_config", resume_ignore_config);
   }
 };
 

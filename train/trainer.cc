@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -9,6 +10,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/config.h"
 #include "core/file_util.h"
 #include "core/logging.h"
@@ -18,10 +21,15 @@
 #include "core/status.h"
 #include "distributed/communicator_factory.h"
 #include "distributed/launch_env.h"
+#include "core/checkpoint_dir.h"
 #include "models/weights_io.h"
+#include "train/checkpoint.h"
+#include "train/checkpoint_writer.h"
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
 #include "train/fault_injection.h"
+#include "train/host_collectives.h"
+#include "train/resume_check.h"
 #include "train/train_data.h"
 
 namespace clipscale {
@@ -50,6 +58,18 @@ class Trainer {
   absl::StatusOr<std::map<std::string, double>> RunEval(int64_t step);
   std::map<std::string, double> LogDataStats(int64_t step);  // a collective
   absl::Status LogSampleKeys(const LoadedBatch& batch);
+  // Checkpoints (collectives). Resume() loads `config_.resume` if there is one.
+  absl::Status Resume();
+  absl::Status ApplyCheckpoint(const std::string& dir, const proto::CheckpointState& state);
+  bool CheckpointsEnabled() const {
+    return config_.checkpoint.every_steps > 0 || config_.checkpoint.every_minutes > 0;
+  }
+  // At the boundary after `step` steps: what all ranks agree on (a stop
+  // request, a save due by time), and the save if one is due.
+  absl::StatusOr<StopRequest> AtStepBoundary(int64_t step);
+  absl::Status Save(int64_t step, bool async);
+  void ReportSaveOutcome();  // rank 0
+  std::pair<int64_t, int64_t> Cursor(int64_t step) const;  // (epoch, step in epoch)
 
   const TrainConfig& config_;
   std::unique_ptr<Communicator> comm_;
@@ -67,6 +87,15 @@ class Trainer {
   std::unique_ptr<AppendFile> sample_keys_;
   EvalOptions eval_options_;
   int64_t total_steps_ = 0;
+  int64_t start_step_ = 0;
+  std::string resumed_from_;
+  std::map<std::string, double> count_offsets_;  // bad-data counts before the resume
+  double prior_train_seconds_ = 0;
+  std::unique_ptr<CheckpointWriter> checkpoints_;  // rank 0
+  int64_t last_saved_step_ = -1;
+  std::string last_checkpoint_;
+  Clock::time_point last_save_time_ = Clock::now();
+  Clock::time_point train_start_ = Clock::now();
   double wait_seconds_ = 0;
   double window_loss_ = 0;
   int64_t window_steps_ = 0;
@@ -166,6 +195,12 @@ absl::Status Trainer::Setup() {
                                         ConfigToYaml(config_.model_config)));
     ASSIGN_OR_RETURN(metrics_, OpenMetricsLogger(config_.output));
     tty_ = IsTerminal(stderr);
+    CheckpointWriterOptions writer;
+    writer.root = config_.output + "/checkpoints";
+    writer.keep = config_.checkpoint.keep;
+    writer.keep_every = config_.checkpoint.keep_every;
+    writer.pause_ms = CheckpointPauseMs();
+    checkpoints_ = std::make_unique<CheckpointWriter>(std::move(writer));
     LogInfo("training ", config_.model, " on ", data_.train->total_samples(), " samples in ",
             data_.train->shards().size(), " shard(s): ", total_steps_,
             " steps of global batch ", config_.data.batch_size, " = ", world_, " rank(s) x ",
@@ -185,7 +220,7 @@ absl::Status Trainer::Setup() {
     ASSIGN_OR_RETURN(sample_keys_, AppendFile::Open(absl::StrCat(dir, "/rank_", rank_, ".txt"),
                                                     /*exclusive=*/false, FlushPolicy()));
   }
-  return absl::OkStatus();
+  return Resume();
 }
 
 double Trainer::Step(int64_t step, const LoadedBatch& batch, double* lr) {
@@ -234,6 +269,10 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double seconds, doub
 
 std::map<std::string, double> Trainer::LogDataStats(int64_t step) {
   std::map<std::string, double> counts = DataCounts(*data_.loader, *data_.train, *comm_, device_);
+  for (const auto& [name, value] : count_offsets_) {
+    // What indexing dropped is counted once per run, not once per resume.
+    if (name.rfind("data/index_", 0) != 0) counts[name] += value;
+  }
   if (rank_ == 0) {
     for (const auto& [name, value] : counts) metrics_->Scalar(name, value, step);
   }
@@ -257,11 +296,186 @@ absl::StatusOr<std::map<std::string, double>> Trainer::RunEval(int64_t step) {
   return result;
 }
 
+std::pair<int64_t, int64_t> Trainer::Cursor(int64_t step) const {
+  int64_t epoch = 0;
+  while (epoch < static_cast<int64_t>(data_.steps_per_epoch.size()) &&
+         step >= data_.steps_per_epoch[epoch]) {
+    step -= data_.steps_per_epoch[epoch++];
+  }
+  return {epoch, step};
+}
+
+absl::StatusOr<StopRequest> Trainer::AtStepBoundary(int64_t step) {
+  // One small all-reduce per step: a signal on any rank stops every rank at
+  // the same step, and rank 0's clock alone decides a save by time.
+  const double minutes = config_.checkpoint.every_minutes;
+  const bool due_by_time =
+      rank_ == 0 && minutes > 0 && Seconds(last_save_time_) >= minutes * 60;
+  torch::Tensor flags = torch::tensor(
+      {static_cast<int64_t>(PendingStopRequest()), static_cast<int64_t>(due_by_time)},
+      torch::kInt64);
+  HostAllReduce(flags, ReduceOp::kMax, *comm_, device_);
+  const auto stop = static_cast<StopRequest>(flags[0].item<int64_t>());
+  if (stop != StopRequest::kNone) {
+    if (rank_ == 0) {
+      LogInfo(stop == StopRequest::kRequeue ? "SIGTERM/SIGUSR1" : "SIGINT",
+              " received: saving step ", step, " and stopping");
+    }
+    return stop;  // Run saves synchronously on the way out
+  }
+  const int64_t every = config_.checkpoint.every_steps;
+  if (((every > 0 && step % every == 0) || flags[1].item<int64_t>() != 0) &&
+      step < total_steps_) {
+    RETURN_IF_ERROR(Save(step, config_.checkpoint.async));
+  }
+  return StopRequest::kNone;
+}
+
+void Trainer::ReportSaveOutcome() {
+  if (rank_ != 0) return;
+  std::optional<CheckpointWriter::Outcome> outcome = checkpoints_->TakeOutcome();
+  if (!outcome) return;
+  if (outcome->dir.ok()) {
+    last_checkpoint_ = *outcome->dir;
+    metrics_->Scalar("checkpoint/write_s", outcome->seconds, outcome->step);
+    LogInfo("checkpoint: step ", outcome->step, " written in ",
+            absl::StrFormat("%.2f", outcome->seconds), " s: ", *outcome->dir);
+  } else {
+    LogWarning("checkpoint: saving step ", outcome->step, " failed, nothing committed (",
+               outcome->dir.status().message(), "); training goes on and the next save retries");
+  }
+}
+
+absl::Status Trainer::Save(int64_t step, bool async) {
+  const auto start = Clock::now();
+  // Every rank's generators, for an exact continuation on the same world size.
+  const std::string rng = CaptureRng(rank_, device_).SerializeAsString();
+  const std::vector<std::string> rngs = HostAllGatherBytes(rng, *comm_, device_);
+  const std::map<std::string, double> counts = LogDataStats(step);
+  last_saved_step_ = step;
+  last_save_time_ = Clock::now();
+  if (rank_ != 0) return absl::OkStatus();
+  const double waited = checkpoints_->Wait();
+  ReportSaveOutcome();
+  CheckpointSnapshot* snapshot = checkpoints_->snapshot();
+  CaptureTensors(*model_, *optimizer_, device_.is_cuda(), snapshot);
+  proto::CheckpointState& state = snapshot->state;
+  state.Clear();
+  const auto [epoch, step_in_epoch] = Cursor(step);
+  state.set_step(step);
+  state.set_epoch(epoch);
+  state.set_step_in_epoch(step_in_epoch);
+  state.set_seed(config_.seed);
+  state.set_total_steps(total_steps_);
+  state.set_world_size(world_);
+  state.set_global_batch(config_.data.batch_size);
+  state.set_micro_batch(config_.data.micro_batch_size);
+  state.set_config_yaml(ConfigToYaml(config_));
+  state.set_model_yaml(ConfigToYaml(config_.model_config));
+  state.set_config_hash(Fnv1a64(state.config_yaml()));
+  state.set_index_hash(data_.train->hash());
+  state.set_clipscale_version(CLIPSCALE_VERSION);
+  for (const std::string& bytes : rngs) state.add_rng()->ParseFromString(bytes);
+  for (const auto& [name, value] : counts) (*state.mutable_data_counts())[name] = value;
+  state.set_unix_time(static_cast<int64_t>(std::time(nullptr)));
+  state.set_train_seconds(prior_train_seconds_ + Seconds(train_start_));
+  checkpoints_->Start(async);
+  const double blocked = Seconds(start);
+  metrics_->Scalar("checkpoint/blocking_s", blocked, step);
+  LogInfo("checkpoint: step ", step, async ? " handed to the writer" : " saved",
+          " (training blocked ", absl::StrFormat("%.3f", blocked), " s)",
+          waited > 0.01 ? absl::StrFormat(" (%.2f s waiting for the previous save)", waited) : "");
+  if (!async) ReportSaveOutcome();
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Resume() {
+  if (config_.resume.empty()) return absl::OkStatus();
+  const std::string root = config_.output + "/checkpoints";
+  // Rank 0 picks and reads the checkpoint; everyone gets its verdict, so that
+  // all ranks fail alike or continue alike.
+  std::string verdict;  // "E<error>", "N" (nothing to resume) or "D<dir>\n<state.pb>"
+  if (rank_ == 0) {
+    std::vector<std::string> skipped;
+    auto chosen = ResolveResume(config_.resume, root, &skipped);
+    for (const std::string& why : skipped) LogWarning("resume: skipping ", why);
+    if (!chosen.ok()) {
+      verdict = "E" + std::string(chosen.status().message());
+    } else if (!*chosen) {
+      verdict = "N";
+    } else {
+      auto state = ReadCheckpointState(**chosen);
+      verdict = state.ok() ? "D" + **chosen + "\n" + state->SerializeAsString()
+                           : "E" + std::string(state.status().message());
+    }
+  }
+  verdict = HostBroadcastBytes(verdict, 0, *comm_, device_);
+  if (verdict[0] == 'E') return absl::DataLossError(verdict.substr(1));
+  if (verdict[0] == 'N') {
+    if (rank_ == 0) LogInfo("resume: no checkpoint under ", root, ": starting fresh");
+    return absl::OkStatus();
+  }
+  const size_t newline = verdict.find('\n');
+  proto::CheckpointState state;
+  state.ParseFromString(verdict.substr(newline + 1));
+  return ApplyCheckpoint(verdict.substr(1, newline - 1), state);
+}
+
+absl::Status Trainer::ApplyCheckpoint(const std::string& dir, const proto::CheckpointState& state) {
+  const std::vector<std::string> conflicts = ResumeConflicts(state, config_, data_.train->hash());
+  if (!conflicts.empty() && !config_.resume_ignore_config) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "resume: ", dir, " cannot continue under this recipe (--resume-ignore-config to "
+        "resume anyway):\n  ", absl::StrJoin(conflicts, "\n  ")));
+  }
+  if (state.step() > total_steps_) {
+    return absl::FailedPreconditionError(absl::StrCat("resume: ", dir, " is at step ", state.step(),
+                                                      ", past this run's ", total_steps_, " steps"));
+  }
+  if (rank_ == 0) {
+    for (const std::string& c : conflicts) LogWarning("resume: ignoring a recipe change: ", c);
+  }
+  // Rank 0 loads; the others take its tensors, as at the start of a fresh run.
+  std::string error;
+  if (rank_ == 0) error = std::string(LoadModelAndOptimizer(dir, *model_, *optimizer_).message());
+  error = HostBroadcastBytes(error, 0, *comm_, device_);
+  if (!error.empty()) return absl::DataLossError(absl::StrCat("resume: ", error));
+  BroadcastModule(*model_, *comm_);
+  BroadcastOptimizerState(*optimizer_, *comm_, 0, device_);
+  if (state.world_size() == world_ && state.rng_size() == world_) {
+    RETURN_IF_ERROR(RestoreRng(state.rng(rank_), device_));
+  } else {
+    // Another world size draws other patch-dropout masks anyway: fresh streams.
+    torch::manual_seed(config_.seed + static_cast<uint64_t>(rank_) +
+                       1000003ull * static_cast<uint64_t>(state.step()));
+  }
+  start_step_ = state.step();
+  last_saved_step_ = state.step();
+  resumed_from_ = dir;
+  last_checkpoint_ = dir;
+  prior_train_seconds_ = state.train_seconds();
+  for (const auto& [name, value] : state.data_counts()) count_offsets_[name] = value;
+  if (rank_ == 0) {
+    const auto [epoch, step_in_epoch] = Cursor(start_step_);
+    LogInfo("resume: continuing from ", dir, " at step ", start_step_, " (epoch ", epoch,
+            ", step ", step_in_epoch, " of it), saved by ", state.world_size(), " rank(s)",
+            state.world_size() == world_
+                ? ""
+                : absl::StrCat(", now ", world_, ": the same global batches, other float sums"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainResult> Trainer::Run() {
   TrainResult result;
+  result.start_step = start_step_;
+  result.resumed_from = resumed_from_;
   const auto start = Clock::now();
-  int64_t step = 0;
-  RETURN_IF_ERROR(data_.loader->Seek(0, 0));
+  last_save_time_ = start;
+  train_start_ = start;
+  int64_t step = start_step_;
+  const auto [epoch, step_in_epoch] = Cursor(step);
+  RETURN_IF_ERROR(data_.loader->Seek(epoch, step_in_epoch));
   while (step < total_steps_) {
     const auto step_start = Clock::now();
     RETURN_IF_ERROR(InjectedFault(rank_, step));
@@ -289,15 +503,35 @@ absl::StatusOr<TrainResult> Trainer::Run() {
         step < total_steps_) {
       RETURN_IF_ERROR(RunEval(step).status());
     }
+    ASSIGN_OR_RETURN(result.stopped, AtStepBoundary(step));
+    if (result.stopped != StopRequest::kNone) break;
   }
   if (tty_) std::fprintf(stderr, "\n");
   result.steps = step;
   const double train_seconds = std::max(Seconds(start), 1e-9);
-  result.samples_per_second = step * config_.data.batch_size / train_seconds;
+  result.samples_per_second = (step - start_step_) * config_.data.batch_size / train_seconds;
   result.rank = rank_;
   result.world_size = world_;
   result.backend = comm_->backend();
   result.device = device_.str();
+  if (result.stopped != StopRequest::kNone || CheckpointsEnabled()) {
+    // On a signal, or the run's last state: saved synchronously, committed
+    // before any rank exits.
+    if (last_saved_step_ != step) RETURN_IF_ERROR(Save(step, /*async=*/false));
+    if (checkpoints_) {
+      checkpoints_->Wait();
+      ReportSaveOutcome();
+    }
+    comm_->Barrier();
+    result.last_checkpoint = last_checkpoint_;
+    if (result.stopped != StopRequest::kNone) {
+      result.data = LogDataStats(step);
+      result.data_wait_fraction = wait_seconds_ / train_seconds;
+      if (rank_ == 0) RETURN_IF_ERROR(metrics_->Flush());
+      if (sample_keys_) RETURN_IF_ERROR(sample_keys_->Flush());
+      return result;
+    }
+  }
   // Every step applied the same all-reduced gradients on every rank, so the
   // replicas must agree to the bit; a difference is a bug worth stopping for.
   RETURN_IF_ERROR(CheckReplicasIdentical(*model_, *comm_));
@@ -315,6 +549,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
 }  // namespace
 
 absl::StatusOr<TrainResult> Train(const TrainConfig& config) {
+  StopSignalScope signals;  // a signal from here on stops the run at a step boundary
   Trainer trainer(config);
   RETURN_IF_ERROR(trainer.Setup());
   return trainer.Run();

@@ -1,14 +1,17 @@
 // The training loop, data-parallel over the ranks of the job (one rank without
 // a launcher): init → data/model/optimizer → loop {this rank's share of the
 // global batch → tiled loss over all ranks → bucketed gradient all-reduce →
-// step → schedule → maybe eval} → final eval and weights. Rank 0 alone writes
-// the output folder and logs.
+// step → schedule → maybe eval → maybe save or stop} → final eval and weights.
+// Rank 0 alone writes the output folder, the checkpoints and the logs.
+// With `resume`, the run continues from a checkpoint exactly where it was
+// saved; SIGTERM/SIGUSR1/SIGINT stop it at the next step boundary after a save.
 #pragma once
 
 #include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "train/stop_signal.h"
 #include "train/train_config.h"
 
 namespace clipscale {
@@ -26,6 +29,12 @@ struct TrainResult {
   int world_size = 1;                  // ... of this many
   std::string backend;                 // the communicator's: local, mpi, nccl
   std::string device;                  // where the model ran, e.g. "cpu"
+  int64_t start_step = 0;              // > 0: resumed from a checkpoint of this step
+  std::string resumed_from;            // that checkpoint's folder
+  // Set when a signal stopped the run at a step boundary (after saving);
+  // weights_path and eval are then empty.
+  StopRequest stopped = StopRequest::kNone;
+  std::string last_checkpoint;         // the newest checkpoint this run committed
 };
 
 absl::StatusOr<TrainResult> Train(const TrainConfig& config);

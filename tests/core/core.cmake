@@ -2,3 +2,5 @@ clipscale_test(safetensors_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/safetensors_te
                DEPS clipscale_core LABELS "unit;parity" TIMEOUT 120)
 clipscale_test(config_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/config_test.cc
                DEPS clipscale_core LABELS "unit" TIMEOUT 60)
+clipscale_test(checkpoint_dir_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/checkpoint_dir_test.cc
+               DEPS clipscale_core LABELS "unit" TIMEOUT 60)

@@ -132,12 +132,16 @@ TEST(FaultPlan, ParsesRankStepAndMode) {
   ASSERT_TRUE(plan.ok() && plan->has_value()) << plan.status();
   EXPECT_EQ((*plan)->rank, 1);
   EXPECT_EQ((*plan)->step, 3);
-  EXPECT_FALSE((*plan)->abort);
+  EXPECT_EQ((*plan)->action, FaultPlan::Action::kError);
   plan = ParseFaultPlan("0:12:abort");
   ASSERT_TRUE(plan.ok() && plan->has_value()) << plan.status();
-  EXPECT_TRUE((*plan)->abort);
+  EXPECT_EQ((*plan)->action, FaultPlan::Action::kAbort);
+  plan = ParseFaultPlan("2:5:sigterm");
+  ASSERT_TRUE(plan.ok() && plan->has_value()) << plan.status();
+  EXPECT_EQ((*plan)->action, FaultPlan::Action::kSigterm);
+  EXPECT_EQ(ParseFaultPlan("0:1:kill").value()->action, FaultPlan::Action::kKill);
   EXPECT_FALSE(ParseFaultPlan("")->has_value());
-  for (const char* bad : {"1", "1:", ":3", "-1:3", "1:-3", "1:3:kill", "a:b", "1:3:abort:x"}) {
+  for (const char* bad : {"1", "1:", ":3", "-1:3", "1:-3", "1:3:kil", "a:b", "1:3:abort:x"}) {
     auto parsed = ParseFaultPlan(bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_NE(std::string(parsed.status().message()).find("CLIPSCALE_FAULT_FAIL_AT_STEP"),

@@ -35,3 +35,9 @@ clipscale_test(loader_e2e_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/loader_e2e_test
 add_dependencies(loader_e2e_test clipscale)
 clipscale_test(eval_split_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/eval_split_test.cc
   DEPS clipscale_train clipscale_loader_fixtures LABELS "unit" TORCH_PCH TIMEOUT 120)
+# Checkpoints and resume end to end: bitwise continuation after a signal, a
+# kill -9 (also inside a save), corruption, a full disk; W=4 from W=2.
+clipscale_test(checkpoint_resume_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/checkpoint_resume_test.cc
+  DEPS clipscale_core LABELS "e2e;mpi" TIMEOUT 900)
+target_link_libraries(checkpoint_resume_test PRIVATE nlohmann_json::nlohmann_json)
+add_dependencies(checkpoint_resume_test clipscale)

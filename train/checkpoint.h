@@ -1,0 +1,80 @@
+// What a training checkpoint holds and how it is captured and restored. The
+// folder protocol (tmp folder, fsync, rename, `latest`, manifest with CRC32C)
+// is core/checkpoint_dir.h; here are its files:
+//   model.safetensors      every parameter and buffer, OpenCLIP key names (open_clip
+//                          loads it with strict=True)
+//   optimizer.safetensors  AdamW state by parameter name: "<name>.exp_avg",
+//                          "<name>.exp_avg_sq" and the step count "<name>.step"
+//   state.pb               proto::CheckpointState (train/checkpoint_state.proto):
+//                          step, loader cursor, every rank's RNG, schedule, shape
+//                          of the job, config and index hashes, version
+// Nothing in them executes code when loaded.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+
+#include "absl/status/statusor.h"
+#include "distributed/communicator.h"
+#include "train/checkpoint_state.pb.h"
+
+namespace clipscale {
+
+inline constexpr char kModelFile[] = "model.safetensors";
+inline constexpr char kOptimizerFile[] = "optimizer.safetensors";
+inline constexpr char kStateFile[] = "state.pb";
+
+// A copy of everything a checkpoint holds, taken at a step boundary, so that a
+// background thread can write it while training goes on.
+struct CheckpointSnapshot {
+  std::map<std::string, torch::Tensor> model;      // host copies
+  std::map<std::string, torch::Tensor> optimizer;  // host copies
+  proto::CheckpointState state;
+};
+
+// Copies the model's state dict and the optimizer's moments and step counts
+// into `snapshot`, reusing its tensors when the shapes match (pinned host
+// memory when `pinned`). Copies from a CUDA device are asynchronous; the call
+// returns after they are done.
+void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW& optimizer,
+                    bool pinned, CheckpointSnapshot* snapshot);
+
+// Writes the snapshot as the committed checkpoint `<root>/step_N/` (N =
+// state.step), then removes checkpoints beyond `keep` (see PruneCheckpoints).
+// `pause_ms` > 0 sleeps after each file (fault-injection tests only).
+absl::StatusOr<std::string> WriteCheckpoint(const std::string& root,
+                                            const CheckpointSnapshot& snapshot, int64_t keep,
+                                            int64_t keep_every, int pause_ms = 0);
+
+// The state record of a verified checkpoint folder.
+absl::StatusOr<proto::CheckpointState> ReadCheckpointState(const std::string& dir);
+
+// Loads model and optimizer state from a verified folder, strictly: every key
+// present, every shape equal, else nothing a caller sees is half-loaded for the
+// model (LoadWeights' guarantee) and the optimizer is left as it was.
+absl::Status LoadModelAndOptimizer(const std::string& dir, torch::nn::Module& model,
+                                   torch::optim::AdamW& optimizer);
+
+// A collective: every rank's optimizer state becomes root's (AdamW moments and
+// step counts; none if root has none). `device`: the parameters' device.
+void BroadcastOptimizerState(torch::optim::AdamW& optimizer, Communicator& comm, int root,
+                             const torch::Device& device);
+
+// This process's generator states (CPU; and CUDA when `device` is one).
+proto::RankRng CaptureRng(int rank, const torch::Device& device);
+absl::Status RestoreRng(const proto::RankRng& rng, const torch::Device& device);
+
+// Which checkpoint to resume from. `resume` is "latest" (the newest under
+// `root` that verifies, at or before the `latest` pointer; each one that does
+// not is described in `skipped`) or a checkpoint folder (which must verify).
+// nullopt: "latest" and no checkpoint under `root` at all (start fresh).
+absl::StatusOr<std::optional<std::string>> ResolveResume(const std::string& resume,
+                                                         const std::string& root,
+                                                         std::vector<std::string>* skipped);
+
+}  // namespace clipscale
