@@ -390,8 +390,15 @@ absl::Status Trainer::Save(int64_t step, bool async) {
 }
 
 absl::Status Trainer::Resume() {
-  if (config_.resume.empty()) return absl::OkStatus();
   const std::string root = config_.output + "/checkpoints";
+  if (config_.resume.empty()) {
+    const std::vector<int64_t> steps = rank_ == 0 ? ListCheckpoints(root) : std::vector<int64_t>();
+    if (!steps.empty()) {
+      LogWarning("starting fresh (no --resume) although ", root, " holds checkpoints up to step ",
+                 steps.front(), "; they are replaced as this run saves the same steps");
+    }
+    return absl::OkStatus();
+  }
   // Rank 0 picks and reads the checkpoint; everyone gets its verdict, so that
   // all ranks fail alike or continue alike.
   std::string verdict;  // "E<error>", "N" (nothing to resume) or "D<dir>\n<state.pb>"

@@ -420,6 +420,32 @@ TEST(CheckpointCorruption, NewestDamagedPreviousUsed) {
   EXPECT_NE(refused.output.find("state.pb: 3 bytes"), std::string::npos) << refused.output;
 }
 
+// SIGINT (a user's Ctrl-C) saves and stops too, with its own exit code (not
+// the requeue one); saves by time alone (checkpoint.every_minutes) also land
+// on step boundaries all ranks agree on, and resume like any other.
+TEST(CheckpointSignals, SigintAndSavesByTime) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string recipe = WriteRecipe(dir, "recipe", 2);
+  auto interrupted = Train(testing::Mpirun(2), recipe, dir + "/sigint",
+                           "--set checkpoint.every_minutes=0.002 --set checkpoint.keep=0",
+                           "CLIPSCALE_FAULT_FAIL_AT_STEP=0:15:sigint ");
+  EXPECT_EQ(interrupted.exit_code, 130) << interrupted.output;
+  EXPECT_NE(interrupted.output.find("stopped by SIGINT after step 16"), std::string::npos)
+      << interrupted.output;
+  // 0.12 s of training between saves: several by time before the signal.
+  std::vector<int64_t> steps;
+  for (const auto& f : fs::directory_iterator(dir + "/sigint/checkpoints")) {
+    const std::string name = f.path().filename();
+    if (name.rfind("step_", 0) == 0) steps.push_back(std::stoll(name.substr(5)));
+  }
+  EXPECT_GE(steps.size(), 3u) << interrupted.output;
+  EXPECT_EQ(Latest(dir + "/sigint"), "step_000000016");
+  auto resumed = Train(testing::Mpirun(2), recipe, dir + "/sigint",
+                       "--set checkpoint.every_minutes=0.002 --resume latest");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed at step 16"), std::string::npos) << resumed.output;
+}
+
 // The recipe may change what is logged, evaluated and where; not what is
 // trained. A resume into a folder without checkpoints starts fresh.
 TEST(CheckpointConfig, RefusesIncompatibleRecipeChanges) {
