@@ -288,6 +288,10 @@ absl::Status Trainer::LogSampleKeys(const LoadedBatch& batch) {
 }
 
 absl::StatusOr<std::map<std::string, double>> Trainer::RunEval(int64_t step) {
+  // BatchNorm statistics follow rank 0, as at every step's start: each rank's
+  // last forward updated its own, and the ranks' shares of the split must be
+  // embedded by the same model.
+  BroadcastBuffers(*model_, *comm_);
   if (!data_.val) return std::map<std::string, double>();
   ASSIGN_OR_RETURN(auto result, Evaluate(model_, *tokenizer_, data_.val, eval_options_, comm_.get()));
   if (rank_ == 0) {
@@ -541,6 +545,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   }
   // Every step applied the same all-reduced gradients on every rank, so the
   // replicas must agree to the bit; a difference is a bug worth stopping for.
+  // The last step's forward left each rank its own BatchNorm statistics;
+  // rank 0's are the run's (the next forward would have taken them too).
+  BroadcastBuffers(*model_, *comm_);
   RETURN_IF_ERROR(CheckReplicasIdentical(*model_, *comm_));
   ASSIGN_OR_RETURN(result.eval, RunEval(step));
   result.data = LogDataStats(step);

@@ -144,6 +144,19 @@ TEST(TrainDistributed, SigLipOnFourRanks) {
   EXPECT_NE(model_yaml->find("init_logit_bias: -10"), std::string::npos) << *model_yaml;
 }
 
+// A ResNet image tower has BatchNorm buffers that each rank's forward updates
+// from its own rows: they follow rank 0 before every step, before evaluation
+// and at the end, so the replicas still end bitwise identical (the trainer
+// checks) and evaluation embeds every rank's share with one model.
+TEST(TrainDistributed, ResNetTowerOnTwoRanks) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string recipe = WriteRecipe(
+      dir, "model_overrides: [\"vision.layers=[1,1,1,1]\", \"vision.width=16\"]\nmax_steps: 6\n");
+  auto two = Train(testing::Mpirun(2), recipe, dir + "/run");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("zero-shot top-1"), std::string::npos) << two.output;
+}
+
 TEST(TrainDistributed, UnevenSplitFailsOnEveryRankWithoutHanging) {
   const std::string dir = testing::MakeTempDir();
   const std::string recipe = WriteRecipe(dir, "");
