@@ -2,12 +2,13 @@
 same run without saves, in this run, on this machine.
 
     python3 bench/checkpoint_bench.py --clipscale build/bin/clipscale --data demo_data
-        [--config configs/demo.yaml] [--steps 180] [--every 60] [--ranks 2]
+        [--config configs/demo.yaml] [--steps 120] [--every 40] [--ranks 2] [--repeats 2]
 
-Three runs of the same recipe, --steps steps each (max_steps; same batches,
-same schedule): no checkpoints; checkpoint.every_steps=N asynchronous (the
-default: the loop copies the state, a thread writes it); and the same
-synchronous (checkpoint.async=false), for comparison. Each run's training-loop
+Runs of the same recipe, --steps steps each (max_steps; same batches, same
+schedule): no checkpoints and checkpoint.every_steps=N asynchronous (the
+default: the loop copies the state, a thread writes it), alternating,
+--repeats times each (medians compared); then once synchronous
+(checkpoint.async=false), for comparison. Each run's training-loop
 rate is what `clipscale train` prints ("trained N steps at X samples/s"; the
 final save after the loop is outside it). The time a save blocks the loop is
 the trainer's own `checkpoint/blocking_s` metric (copying the state, plus any
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,30 +58,42 @@ def main():
     p.add_argument('--clipscale', required=True)
     p.add_argument('--data', required=True, help='folder with train/ shards')
     p.add_argument('--config', default='configs/demo.yaml')
-    p.add_argument('--steps', type=int, default=180)
-    p.add_argument('--every', type=int, default=60)
+    p.add_argument('--steps', type=int, default=120)
+    p.add_argument('--every', type=int, default=40)
     p.add_argument('--ranks', type=int, default=2)
     p.add_argument('--interval-minutes', type=float, default=3.0)
+    p.add_argument('--repeats', type=int, default=2)
     args = p.parse_args()
     tmp = tempfile.mkdtemp(prefix='checkpoint_bench_')
+    every = f'checkpoint.every_steps={args.every}'
+    rates = {'none': [], 'async': [], 'sync': []}
+    metrics = {'async': None, 'sync': None}
     try:
-        base, _ = run(args, os.path.join(tmp, 'none'), [])
-        every = f'checkpoint.every_steps={args.every}'
-        asyn, am = run(args, os.path.join(tmp, 'async'), [every])
-        sync, sm = run(args, os.path.join(tmp, 'sync'), [every, 'checkpoint.async=false'])
+        # Alternating, so that drift on a shared machine hits both sides alike.
+        for r in range(args.repeats):
+            rates['none'].append(run(args, os.path.join(tmp, f'none{r}'), [])[0])
+            rate, metrics['async'] = run(args, os.path.join(tmp, f'async{r}'), [every])
+            rates['async'].append(rate)
+        rate, metrics['sync'] = run(args, os.path.join(tmp, 'sync'),
+                                    [every, 'checkpoint.async=false'])
+        rates['sync'].append(rate)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f'{args.steps} steps, save every {args.every} steps, {args.ranks} rank(s)')
-    print(f'  no saves      {base:8.1f} samples/s')
-    for name, rate, m in (('async saves', asyn, am), ('sync saves', sync, sm)):
-        blocking = m['checkpoint/blocking_s']
-        writes = m['checkpoint/write_s']
+    base = statistics.median(rates['none'])
+    print(f'{args.steps} steps, save every {args.every} steps, {args.ranks} rank(s), '
+          f'{args.repeats} repeat(s) (medians)')
+    print(f'  no saves      {base:8.1f} samples/s  (runs: {", ".join(f"{x:.1f}" for x in rates["none"])})')
+    for name in ('async', 'sync'):
+        rate = statistics.median(rates[name])
+        m = metrics[name]
+        blocking, writes = m['checkpoint/blocking_s'], m['checkpoint/write_s']
         mean_block = sum(blocking) / max(1, len(blocking))
         implied = mean_block / (args.interval_minutes * 60)
-        print(f'  {name:12s}  {rate:8.1f} samples/s: measured overhead {100 * (1 - rate / base):+.1f} %;'
-              f' {len(blocking)} saves, blocking {mean_block:.3f} s each'
+        print(f'  {name + " saves":12s}  {rate:8.1f} samples/s  (runs: {", ".join(f"{x:.1f}" for x in rates[name])}):'
+              f' measured overhead {100 * (1 - rate / base):+.1f} %;'
+              f' blocking {mean_block:.3f} s per save'
               f' (write {sum(writes) / max(1, len(writes)):.2f} s);'
-              f' at one save per {args.interval_minutes:g} min: {100 * implied:.2f} %')
+              f' at one save per {args.interval_minutes:g} min of training: {100 * implied:.2f} %')
 
 
 if __name__ == '__main__':
