@@ -29,15 +29,6 @@ absl::Status ErrnoError(const std::string& what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
 
-absl::Status FsyncPath(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("cannot open", path);
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return ErrnoError("cannot flush", path);
-  return absl::OkStatus();
-}
-
 // The manifest's JSON without its own checksum, in a fixed key order, so that
 // writer and reader checksum the same bytes.
 std::string ManifestBody(const CheckpointManifest& m) {
@@ -155,31 +146,14 @@ CheckpointDirWriter::~CheckpointDirWriter() {
 
 absl::Status CheckpointDirWriter::AddFile(const std::string& name,
                                           const std::vector<ByteSpan>& pieces) {
-  const std::string path = (fs::path(tmp_) / name).string();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create", path);
+  ASSIGN_OR_RETURN(AtomicFileWriter file, AtomicFileWriter::Create((fs::path(tmp_) / name).string()));
   ManifestEntry entry{name, 0, 0};
-  absl::Status status;
   for (const ByteSpan& piece : pieces) {
-    const char* p = static_cast<const char*>(piece.data);
-    size_t left = piece.size;
-    entry.crc32c = Crc32cExtend(entry.crc32c, p, left);
-    while (left > 0 && status.ok()) {
-      const ssize_t n = ::write(fd, p, std::min<size_t>(left, size_t{1} << 30));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        status = ErrnoError("cannot write", path);
-        break;
-      }
-      p += n;
-      left -= static_cast<size_t>(n);
-      entry.size += static_cast<uint64_t>(n);
-    }
-    if (!status.ok()) break;
+    RETURN_IF_ERROR(file.Append(piece.data, piece.size));
+    entry.crc32c = Crc32cExtend(entry.crc32c, piece.data, piece.size);
   }
-  if (status.ok() && ::fsync(fd) != 0) status = ErrnoError("cannot flush", path);
-  if (::close(fd) != 0 && status.ok()) status = ErrnoError("cannot close", path);
-  RETURN_IF_ERROR(status);
+  entry.size = file.written();
+  RETURN_IF_ERROR(file.Commit());
   files_.push_back(std::move(entry));
   return absl::OkStatus();
 }
@@ -199,7 +173,7 @@ absl::StatusOr<std::string> CheckpointDirWriter::Commit() {
   const std::string text = j.dump(1) + "\n";
   const std::string manifest_path = (fs::path(tmp_) / kManifestName).string();
   RETURN_IF_ERROR(WriteFileAtomically(manifest_path, text));
-  RETURN_IF_ERROR(FsyncPath(tmp_, /*directory=*/true));
+  RETURN_IF_ERROR(FsyncDirectory(tmp_));
   const std::string name = CheckpointDirName(step_);
   const std::string final_dir = (fs::path(root_) / name).string();
   std::error_code error;
@@ -214,7 +188,7 @@ absl::StatusOr<std::string> CheckpointDirWriter::Commit() {
   }
   if (::rename(tmp_.c_str(), final_dir.c_str()) != 0) return ErrnoError("cannot rename", tmp_);
   done_ = true;
-  RETURN_IF_ERROR(FsyncPath(root_, /*directory=*/true));
+  RETURN_IF_ERROR(FsyncDirectory(root_));
   RETURN_IF_ERROR(WriteFileAtomically((fs::path(root_) / kLatestName).string(), name + "\n"));
   return final_dir;
 }

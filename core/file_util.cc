@@ -152,7 +152,10 @@ absl::Status AtomicFileWriter::Commit() {
   }
   // Makes the rename durable: the new directory entry survives a crash.
   std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (dir.empty()) dir = ".";
+  return FsyncDirectory(dir.empty() ? "." : dir);
+}
+
+absl::Status FsyncDirectory(const std::string& dir) {
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return ErrnoError("cannot open folder", dir);
   const int rc = ::fsync(dfd);

@@ -27,6 +27,10 @@ struct ByteSpan {
 };
 absl::Status WriteFileAtomically(const std::string& path, const std::vector<ByteSpan>& pieces);
 
+// fsyncs the folder `dir` itself, so that entries renamed or created in it
+// survive a crash.
+absl::Status FsyncDirectory(const std::string& dir);
+
 // Reads exactly `size` bytes at `offset` of the open file `fd`, retrying short
 // reads; DataLoss naming `path` when the file ends first or the read fails.
 absl::Status PReadFully(int fd, const std::string& path, uint64_t offset, size_t size, char* out);

@@ -23,7 +23,7 @@ struct CkptOptions {
 
 // A checkpoint folder, or a run's output or checkpoints folder (its `latest`).
 std::string ResolvePath(const std::string& path) {
-  for (const fs::path root : {fs::path(path), fs::path(path) / "checkpoints"}) {
+  for (const fs::path& root : {fs::path(path), fs::path(path) / "checkpoints"}) {
     if (auto step = ReadLatest(root.string())) return (root / CheckpointDirName(*step)).string();
   }
   return path;

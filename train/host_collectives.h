@@ -12,35 +12,20 @@
 
 namespace clipscale {
 
-// `device`: where the job's tensors live (the model's device).
-inline void HostAllReduce(torch::Tensor& host, ReduceOp op, Communicator& comm,
-                          const torch::Device& device) {
-  if (device.is_cpu()) {
-    comm.AllReduce(host, op);
-    return;
-  }
-  torch::Tensor on_device = host.to(device);
-  comm.AllReduce(on_device, op);
-  host = on_device.to(torch::kCPU);
-}
-
-inline torch::Tensor HostAllGather(const torch::Tensor& host, Communicator& comm,
-                                   const torch::Device& device) {
-  return comm.AllGather(host.to(device)).to(torch::kCPU);
-}
-
-inline void HostBroadcast(torch::Tensor& host, int root, Communicator& comm,
-                          const torch::Device& device) {
-  if (device.is_cpu()) {
-    comm.Broadcast(host, root);
-    return;
-  }
-  torch::Tensor on_device = host.to(device);
-  comm.Broadcast(on_device, root);
-  host = on_device.to(torch::kCPU);
-}
-
 namespace host_internal {
+// Runs the in-place collective `run` on `host`, through `device` when that is
+// not the CPU (copied there and back).
+template <class Run>
+void InPlaceThrough(torch::Tensor& host, const torch::Device& device, Run run) {
+  if (device.is_cpu()) {
+    run(host);
+    return;
+  }
+  torch::Tensor on_device = host.to(device);
+  run(on_device);
+  host = on_device.to(torch::kCPU);
+}
+
 // Bytes in int64 words (the MPI backend moves float and int64 only), zero-padded.
 inline torch::Tensor PackBytes(const std::string& bytes, int64_t words) {
   torch::Tensor t = torch::zeros({words}, torch::kInt64);
@@ -50,16 +35,31 @@ inline torch::Tensor PackBytes(const std::string& bytes, int64_t words) {
 inline int64_t WordsFor(int64_t size) { return (size + 7) / 8; }
 }  // namespace host_internal
 
+// `device`: where the job's tensors live (the model's device).
+inline void HostAllReduce(torch::Tensor& host, ReduceOp op, Communicator& comm,
+                          const torch::Device& device) {
+  host_internal::InPlaceThrough(host, device, [&](torch::Tensor& t) { comm.AllReduce(t, op); });
+}
+
+inline torch::Tensor HostAllGather(const torch::Tensor& host, Communicator& comm,
+                                   const torch::Device& device) {
+  return comm.AllGather(host.to(device)).to(torch::kCPU);
+}
+
+inline void HostBroadcast(torch::Tensor& host, int root, Communicator& comm,
+                          const torch::Device& device) {
+  host_internal::InPlaceThrough(host, device, [&](torch::Tensor& t) { comm.Broadcast(t, root); });
+}
+
 // Root's `bytes` on every rank (a collective; others pass anything).
 inline std::string HostBroadcastBytes(const std::string& bytes, int root, Communicator& comm,
                                       const torch::Device& device) {
   torch::Tensor size = torch::full({1}, static_cast<int64_t>(bytes.size()), torch::kInt64);
-  auto broadcast = [&](torch::Tensor& t) { HostBroadcast(t, root, comm, device); };
-  broadcast(size);
+  HostBroadcast(size, root, comm, device);
   const int64_t n = size.item<int64_t>();
   torch::Tensor data = host_internal::PackBytes(comm.rank() == root ? bytes : std::string(),
                                                 std::max<int64_t>(1, host_internal::WordsFor(n)));
-  broadcast(data);
+  HostBroadcast(data, root, comm, device);
   return std::string(static_cast<const char*>(data.data_ptr()), static_cast<size_t>(n));
 }
 
