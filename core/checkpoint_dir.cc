@@ -131,6 +131,45 @@ absl::StatusOr<CheckpointDirWriter> CheckpointDirWriter::Create(const std::strin
   return CheckpointDirWriter(root, step, tmp);
 }
 
+absl::StatusOr<CheckpointDirWriter> CheckpointDirWriter::Open(const std::string& root,
+                                                              int64_t step) {
+  const std::string tmp = (fs::path(root) / (CheckpointDirName(step) + kTmpSuffix)).string();
+  std::error_code error;
+  if (!fs::is_directory(tmp, error)) {
+    return absl::FailedPreconditionError(absl::StrCat(tmp, ": no such checkpoint folder being written"));
+  }
+  CheckpointDirWriter writer(root, step, tmp);
+  writer.done_ = true;  // not the owner
+  return writer;
+}
+
+absl::Status CheckpointDirWriter::AddEntry(const ManifestEntry& entry) {
+  if (entry.name.empty() || entry.name.find('/') != std::string::npos || entry.name == "." ||
+      entry.name == ".." || entry.name == kManifestName) {
+    return absl::InvalidArgumentError(absl::StrCat("bad checkpoint file name '", entry.name, "'"));
+  }
+  for (const ManifestEntry& f : files_) {
+    if (f.name == entry.name) {
+      return absl::InvalidArgumentError(absl::StrCat(entry.name, ": listed twice"));
+    }
+  }
+  const std::string path = (fs::path(tmp_) / entry.name).string();
+  std::error_code error;
+  const uintmax_t size = fs::file_size(path, error);
+  if (error) return absl::DataLossError(absl::StrCat(path, ": ", error.message()));
+  if (size != entry.size) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": ", size, " bytes on disk, ", entry.size, " announced"));
+  }
+  files_.push_back(entry);
+  return absl::OkStatus();
+}
+
+std::vector<ManifestEntry> CheckpointDirWriter::Release() {
+  done_ = true;
+  return files_;
+}
+
 CheckpointDirWriter::CheckpointDirWriter(CheckpointDirWriter&& other) noexcept
     : root_(std::move(other.root_)),
       step_(other.step_),

@@ -45,6 +45,10 @@ struct CheckpointManifest {
 class CheckpointDirWriter {
  public:
   static absl::StatusOr<CheckpointDirWriter> Create(const std::string& root, int64_t step);
+  // The temporary folder of `step` that someone else Created (two-phase
+  // commits: each rank adds its part, the committer adds their entries). Not
+  // its owner: destroyed uncommitted, it removes nothing.
+  static absl::StatusOr<CheckpointDirWriter> Open(const std::string& root, int64_t step);
   CheckpointDirWriter(CheckpointDirWriter&& other) noexcept;
   CheckpointDirWriter& operator=(CheckpointDirWriter&&) = delete;
   ~CheckpointDirWriter();
@@ -56,6 +60,13 @@ class CheckpointDirWriter {
   }
   // Records `name`, a file someone else wrote (and fsynced) into tmp_dir().
   absl::Status AdoptFile(const std::string& name);
+  // Records `entry` as checksummed by whoever wrote the file; the size on disk
+  // must match (a missing or short part is an error, not a commit).
+  absl::Status AddEntry(const ManifestEntry& entry);
+  // Leaves the folder uncommitted for another committer and returns what was
+  // written; this object then removes nothing.
+  std::vector<ManifestEntry> Release();
+  const std::vector<ManifestEntry>& files() const { return files_; }
   // Returns the committed folder's path.
   absl::StatusOr<std::string> Commit();
 

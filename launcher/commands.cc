@@ -15,6 +15,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterDataCommand(app);
   RegisterTrainCommands(app);
   RegisterCkptCommand(app);
+  RegisterLaunchCommands(app);
 }
 
 }  // namespace clipscale::launcher

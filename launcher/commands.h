@@ -12,6 +12,7 @@ void RegisterConfigCommand(CLI::App& app);
 void RegisterDataCommand(CLI::App& app);
 void RegisterTrainCommands(CLI::App& app);
 void RegisterCkptCommand(CLI::App& app);
+void RegisterLaunchCommands(CLI::App& app);  // launch, status
 
 // Exit status of the command that ran (set by its callback).
 int ExitCode();

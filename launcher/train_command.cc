@@ -8,6 +8,7 @@
 #include "data/dataset_index.h"
 #include "distributed/launch_env.h"
 #include "launcher/commands.h"
+#include "launcher/coordinator/coordinator_client.h"
 #include "launcher/model_loading.h"
 #include "train/evaluate.h"
 #include "train/train_data.h"
@@ -49,12 +50,28 @@ void PrintSummary(const std::map<std::string, double>& m) {
   line("retrieval text->image R@1:", "text_to_image_R@1", "retrieval_chance_R@1");
 }
 
-absl::Status RunTrain(const TrainOptions& o) {
+// Whether starting the job again could end differently: not for a bad recipe,
+// missing data or too many non-finite steps (the restart would replay them).
+bool Restartable(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kOutOfRange:
+      return false;
+    default:
+      return true;
+  }
+}
+
+absl::Status RunTrainWith(const TrainOptions& o, JobControl* job) {
   std::vector<std::string> overrides = o.overrides;
   if (!o.resume.empty()) overrides.push_back("resume=" + o.resume);
   if (o.resume_ignore_config) overrides.push_back("resume_ignore_config=true");
   ASSIGN_OR_RETURN(TrainConfig config, LoadTrainConfig(o.config, overrides));
-  ASSIGN_OR_RETURN(TrainResult result, Train(config));
+  ASSIGN_OR_RETURN(TrainResult result, Train(config, job));
   if (result.stopped != StopRequest::kNone) {
     const bool requeue = result.stopped == StopRequest::kRequeue;
     SetExitCode(requeue ? kExitRequeue : kExitInterrupted);
@@ -80,6 +97,10 @@ absl::Status RunTrain(const TrainOptions& o) {
   std::printf("trained %lld steps at %.1f samples/s; loss %.4f -> %.4f\n",
               static_cast<long long>(result.steps), result.samples_per_second, result.first_loss,
               result.last_loss);
+  if (result.skipped_steps > 0) {
+    std::printf("skipped %lld optimizer step(s) with a non-finite loss or gradient\n",
+                static_cast<long long>(result.skipped_steps));
+  }
   std::printf("data: %.0f samples, waited for data %.1f%% of the time", result.data["data/samples"],
               100 * result.data_wait_fraction);
   std::string bad;
@@ -99,6 +120,19 @@ absl::Status RunTrain(const TrainOptions& o) {
   std::printf("weights (OpenCLIP key names): %s\nlogs (TensorBoard, metrics.jsonl): %s\n",
               result.weights_path.c_str(), config.output.c_str());
   return absl::OkStatus();
+}
+
+// Under `clipscale launch` the rank reports to the coordinator, and tells it
+// why it fails.
+absl::Status RunTrain(const TrainOptions& o) {
+  ASSIGN_OR_RETURN(std::unique_ptr<CoordinatorClient> client, CoordinatorClient::FromEnvironment());
+  if (client) {
+    auto env = ParseLaunchEnv(ProcessEnvironment());
+    if (env.ok()) client->set_rank(env->rank);
+  }
+  const absl::Status status = RunTrainWith(o, client.get());
+  if (client && !status.ok()) client->Failed(std::string(status.message()), Restartable(status));
+  return status;
 }
 
 absl::Status RunEvalCommand(EvalCommandOptions o) {

@@ -87,11 +87,8 @@ void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW& o
   if (pinned) torch::cuda::synchronize();
 }
 
-absl::StatusOr<std::string> WriteCheckpoint(const std::string& root,
-                                            const CheckpointSnapshot& snapshot, int64_t keep,
-                                            int64_t keep_every, int pause_ms) {
-  const int64_t step = snapshot.state.step();
-  ASSIGN_OR_RETURN(CheckpointDirWriter writer, CheckpointDirWriter::Create(root, step));
+absl::Status WriteSnapshotFiles(const CheckpointSnapshot& snapshot, CheckpointDirWriter& writer,
+                                int pause_ms) {
   auto pause = [&] {
     if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
   };
@@ -105,9 +102,28 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& root,
   pause();
   RETURN_IF_ERROR(writer.AddFile(kStateFile, snapshot.state.SerializeAsString()));
   pause();
-  ASSIGN_OR_RETURN(std::string dir, writer.Commit());
-  PruneCheckpoints(root, keep, keep_every);
-  return dir;
+  return absl::OkStatus();
+}
+
+std::string RankPartName(int rank) { return absl::StrCat("rank_", rank, ".pb"); }
+
+absl::StatusOr<ManifestEntry> WriteRankPart(const std::string& root, int64_t step,
+                                            const proto::RankPart& part) {
+  ASSIGN_OR_RETURN(CheckpointDirWriter writer, CheckpointDirWriter::Open(root, step));
+  RETURN_IF_ERROR(writer.AddFile(RankPartName(part.rank()), part.SerializeAsString()));
+  return writer.files().back();
+}
+
+absl::StatusOr<std::optional<proto::RankPart>> ReadRankPart(const std::string& dir, int rank) {
+  const std::string path = (fs::path(dir) / RankPartName(rank)).string();
+  std::error_code error;
+  if (!fs::exists(path, error)) return std::optional<proto::RankPart>();
+  ASSIGN_OR_RETURN(const std::string bytes, ReadFile(path));
+  proto::RankPart part;
+  if (!part.ParseFromString(bytes) || part.rank() != rank) {
+    return absl::DataLossError(absl::StrCat(path, ": not rank ", rank, "'s checkpoint part"));
+  }
+  return std::optional<proto::RankPart>(std::move(part));
 }
 
 absl::StatusOr<proto::CheckpointState> ReadCheckpointState(const std::string& dir) {

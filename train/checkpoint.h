@@ -6,8 +6,11 @@
 //   optimizer.safetensors  AdamW state by parameter name: "<name>.exp_avg",
 //                          "<name>.exp_avg_sq" and the step count "<name>.step"
 //   state.pb               proto::CheckpointState (train/checkpoint_state.proto):
-//                          step, loader cursor, every rank's RNG, schedule, shape
-//                          of the job, config and index hashes, version
+//                          step, loader cursor, schedule, shape of the job,
+//                          config and index hashes, version
+//   rank_<r>.pb            proto::RankPart: rank r's generators, written by rank r
+// Rank 0 writes the first three on its writer thread; every rank writes its
+// part; the commit lists them all (see CheckpointWriter).
 // Nothing in them executes code when loaded.
 #pragma once
 
@@ -20,6 +23,7 @@
 #include <torch/optim/adamw.h>
 
 #include "absl/status/statusor.h"
+#include "core/checkpoint_dir.h"
 #include "distributed/communicator.h"
 #include "train/checkpoint_state.pb.h"
 
@@ -44,12 +48,21 @@ struct CheckpointSnapshot {
 void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW& optimizer,
                     bool pinned, CheckpointSnapshot* snapshot);
 
-// Writes the snapshot as the committed checkpoint `<root>/step_N/` (N =
-// state.step), then removes checkpoints beyond `keep` (see PruneCheckpoints).
-// `pause_ms` > 0 sleeps after each file (fault-injection tests only).
-absl::StatusOr<std::string> WriteCheckpoint(const std::string& root,
-                                            const CheckpointSnapshot& snapshot, int64_t keep,
-                                            int64_t keep_every, int pause_ms = 0);
+// Writes the snapshot's files (model, optimizer, state) into `writer`'s
+// temporary folder. `pause_ms` > 0 sleeps after each file (fault-injection
+// tests only).
+absl::Status WriteSnapshotFiles(const CheckpointSnapshot& snapshot, CheckpointDirWriter& writer,
+                                int pause_ms = 0);
+
+// "rank_<r>.pb"
+std::string RankPartName(int rank);
+// Writes this rank's part into the temporary folder of the checkpoint of
+// `step` under `root` (which rank 0 created) and returns its manifest entry.
+absl::StatusOr<ManifestEntry> WriteRankPart(const std::string& root, int64_t step,
+                                            const proto::RankPart& part);
+// Rank `rank`'s part of a committed checkpoint; nullopt for a checkpoint
+// written before parts existed.
+absl::StatusOr<std::optional<proto::RankPart>> ReadRankPart(const std::string& dir, int rank);
 
 // The state record of a verified checkpoint folder.
 absl::StatusOr<proto::CheckpointState> ReadCheckpointState(const std::string& dir);

@@ -200,12 +200,19 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
     if (p.grad().defined()) p.mutable_grad().zero_();
   }
   const int64_t micro = o.micro_batch <= 0 ? n : std::min(o.micro_batch, n);
+  auto enter = [&o](Phase phase) {
+    if (o.on_phase) o.on_phase(phase);
+  };
+  enter(Phase::kForward);
   if (micro == n) {
     torch::Tensor x = EncodeImages(model, images, o.lock_image);
     torch::Tensor y = model->EncodeText(tokens, true);
+    enter(Phase::kLoss);
     torch::Tensor loss = Loss(model, x, y, comm, o);
+    enter(Phase::kBackward);
     reducer.Prepare();
     loss.backward();
+    enter(Phase::kAllReduce);
     reducer.Finish();
     return loss.item<double>();
   }
@@ -230,7 +237,9 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
   torch::Tensor y = torch::cat(ys).requires_grad_(true);
   xs.clear();
   ys.clear();
+  enter(Phase::kLoss);
   torch::Tensor loss = Loss(model, x, y, comm, o);
+  enter(Phase::kBackward);
   loss.backward();
   const torch::Tensor gx = o.lock_image ? torch::Tensor() : x.grad();
   const torch::Tensor gy = y.grad();
@@ -249,6 +258,7 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
     if (k + 1 == chunks) reducer.Prepare();
     torch::autograd::backward(outputs, grads);
   }
+  enter(Phase::kAllReduce);
   reducer.Finish();
   RestoreRng(after);
   return loss.item<double>();

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "distributed/communicator.h"
 #include "distributed/contrastive_loss.h"
 #include "models/clip_model.h"
+#include "train/job_control.h"
 
 namespace torch::nn {
 class Module;
@@ -62,6 +64,7 @@ class GradientReducer {
   void Prepare();
   void Finish();
 
+  const std::vector<torch::Tensor>& params() const { return params_; }
   int64_t num_buckets() const { return static_cast<int64_t>(buckets_.size()); }
   // Buckets launched from hooks during the last prepared backward pass (the
   // rest were launched by Finish).
@@ -98,6 +101,9 @@ struct StepOptions {
   int64_t micro_batch = 0;
   int64_t loss_tile = kDefaultLossTile;
   bool lock_image = false;  // LiT: image tower frozen and run without grad
+  // Called as the step enters forward, loss, backward and all-reduce (the
+  // heartbeat's phase; fault injection). May be empty.
+  std::function<void(Phase)> on_phase;
 };
 
 // One global batch up to (not including) the optimizer step: zeroes the

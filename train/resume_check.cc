@@ -45,7 +45,7 @@ bool SafeToChangeOnResume(const std::string& key) {
   static const char* const kSafe[] = {
       // Reporting and where it goes.
       "output", "log_every", "eval.", "data.val", "data.classnames", "data.log_sample_keys",
-      "checkpoint.", "resume",
+      "checkpoint.", "resume", "launch.", "max_skipped_steps",
       // Speed only: the same batches and the same math, up to fp rounding for the
       // micro-batch and tile sizes (see the README's notes on bitwise resume).
       "data.workers", "data.prefetch_steps", "data.index_cache", "data.shard_cache",

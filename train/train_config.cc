@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/config.h"
@@ -72,6 +73,25 @@ absl::Status CheckRanges(const TrainConfig& config, const YAML::Node& root,
   }
   if (!(config.checkpoint.every_minutes >= 0) || !std::isfinite(config.checkpoint.every_minutes)) {
     return bad("checkpoint.every_minutes", "must be a non-negative number of minutes");
+  }
+  RETURN_IF_ERROR(range("max_skipped_steps", config.max_skipped_steps, 0, INT64_MAX));
+  const LaunchConfig& launch = config.launch;
+  RETURN_IF_ERROR(range("launch.max_restarts", launch.max_restarts, 0, 1000000));
+  RETURN_IF_ERROR(range("launch.heartbeat_misses", launch.heartbeat_misses, 1, 1000000));
+  RETURN_IF_ERROR(range("launch.exclude_after", launch.exclude_after, 0, 1000000));
+  const std::pair<const char*, double> seconds[] = {
+      {"launch.backoff_s", launch.backoff_s},
+      {"launch.backoff_max_s", launch.backoff_max_s},
+      {"launch.heartbeat_s", launch.heartbeat_s},
+      {"launch.hang_min_s", launch.hang_min_s},
+      {"launch.hang_factor", launch.hang_factor},
+      {"launch.startup_timeout_s", launch.startup_timeout_s}};
+  for (const auto& [key, value] : seconds) {
+    if (!(value >= 0) || !std::isfinite(value)) return bad(key, "must be a non-negative number");
+  }
+  if (!(launch.heartbeat_s > 0)) return bad("launch.heartbeat_s", "must be positive");
+  if (launch.listen.find(':') == std::string::npos) {
+    return bad("launch.listen", "must be HOST:PORT (port 0: any free port)");
   }
   auto loss = ParseLossKind(config.loss);
   if (!loss.ok()) return bad("loss", std::string(loss.status().message()));

@@ -106,6 +106,38 @@ struct CheckpointConfig {
   }
 };
 
+// How `clipscale launch` supervises the job (ignored by `clipscale train`).
+struct LaunchConfig {
+  int64_t max_restarts = 3;      // restarts from the last checkpoint before giving up
+  double backoff_s = 5;          // wait before restart k: backoff_s * 2^(k-1), at most ...
+  double backoff_max_s = 60;     // ... this long
+  double heartbeat_s = 1;        // every rank reports (step, phase) this often
+  int64_t heartbeat_misses = 3;  // a rank silent for this many periods is dead
+  // The job is hung when no rank made progress for max(hang_min_s, hang_factor
+  // x the median step time).
+  double hang_min_s = 300;
+  double hang_factor = 5;
+  // A slot (host, or rank slot on one machine) that failed this many times is
+  // left out and the job continues on fewer ranks; 0: never.
+  int64_t exclude_after = 2;
+  double startup_timeout_s = 600;  // every rank must have joined by then
+  std::string listen = "127.0.0.1:0";  // the coordinator's address (port 0: any free port)
+
+  template <class V>
+  void Visit(V& v) {
+    v("max_restarts", max_restarts);
+    v("backoff_s", backoff_s);
+    v("backoff_max_s", backoff_max_s);
+    v("heartbeat_s", heartbeat_s);
+    v("heartbeat_misses", heartbeat_misses);
+    v("hang_min_s", hang_min_s);
+    v("hang_factor", hang_factor);
+    v("exclude_after", exclude_after);
+    v("startup_timeout_s", startup_timeout_s);
+    v("listen", listen);
+  }
+};
+
 struct TrainConfig {
   std::string model = "tiny";  // config name or YAML path
   ModelConfig model_config;    // filled from `model`; keys under `model_overrides` change it
@@ -134,6 +166,10 @@ struct TrainConfig {
   // none: start fresh) or a checkpoint folder; "": no resume.
   std::string resume;
   bool resume_ignore_config = false;  // resume although the recipe changed incompatibly
+  // A step whose loss or gradient is not finite is skipped (no optimizer
+  // update, counted); more than this many in a row stop the run with an error.
+  int64_t max_skipped_steps = 10;
+  LaunchConfig launch;
 
   template <class V>
   void Visit(V& v) {
@@ -157,6 +193,8 @@ struct TrainConfig {
     v("checkpoint", checkpoint);
     v("resume", resume);
     v("resume_ignore_config", resume_ignore_config);
+    v("max_skipped_steps", max_skipped_steps);
+    v("launch", launch);
   }
 };
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <limits>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -12,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "core/config.h"
 #include "core/file_util.h"
 #include "core/logging.h"
@@ -41,9 +44,25 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
+// The rank's batch as NaNs (the `nan` fault): every loss and gradient of the
+// step turns non-finite, on all ranks.
+torch::Tensor Poisoned(const torch::Tensor& images) {
+  return torch::full_like(images, std::numeric_limits<float>::quiet_NaN());
+}
+
+// The L2 norm of all gradients (inf or NaN when one is not finite).
+double GradientNorm(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> norms;
+  for (const torch::Tensor& p : params) {
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat64));
+  }
+  return norms.empty() ? 0.0 : torch::stack(norms).norm(2).item<double>();
+}
+
 class Trainer {
  public:
-  explicit Trainer(const TrainConfig& config) : config_(config), model_(nullptr) {}
+  Trainer(const TrainConfig& config, JobControl* job)
+      : config_(config), job_(job), model_(nullptr) {}
 
   absl::Status Setup();
   absl::StatusOr<TrainResult> Run();
@@ -52,8 +71,18 @@ class Trainer {
   absl::Status SetupDistributed();
   absl::Status LoadData();
   void LockImageTower();
-  // Returns the batch loss; `lr` is the learning rate the step used.
-  double Step(int64_t step, const LoadedBatch& batch, double* lr);
+  struct StepOutcome {
+    double loss = 0;
+    double lr = 0;        // the learning rate the step used
+    bool skipped = false;  // non-finite loss or gradient: no update
+  };
+  absl::StatusOr<StepOutcome> Step(int64_t step, const LoadedBatch& batch, bool poison);
+  // This rank reached `phase` of `step`: the coordinator's heartbeat, and
+  // whatever fault a test injects there.
+  absl::Status Enter(int64_t step, Phase phase, bool* nan = nullptr);
+  absl::Status Register();  // with the coordinator, after Resume
+  // Counts a skipped step; an error after more than max_skipped_steps in a row.
+  absl::Status CountSkipped(int64_t step, const StepOutcome& outcome);
   void LogStep(int64_t step, double loss, double lr, double seconds, double wait);
   absl::StatusOr<std::map<std::string, double>> RunEval(int64_t step);
   std::map<std::string, double> LogDataStats(int64_t step);  // a collective
@@ -68,10 +97,16 @@ class Trainer {
   // request, a save due by time), and the save if one is due.
   absl::StatusOr<StopRequest> AtStepBoundary(int64_t step);
   absl::Status Save(int64_t step, bool async);
+  // Phase one of a save: the folder, and every rank's part in it. True on
+  // rank 0 when the rest of the save is its to do.
+  absl::StatusOr<bool> WriteParts(int64_t step, double* waited);
   void ReportSaveOutcome();  // rank 0
   std::pair<int64_t, int64_t> Cursor(int64_t step) const;  // (epoch, step in epoch)
 
   const TrainConfig& config_;
+  JobControl* job_;
+  int64_t current_step_ = 0;  // for the phase callbacks inside a step
+  int64_t skipped_steps_ = 0, skipped_in_a_row_ = 0;
   std::unique_ptr<Communicator> comm_;
   int rank_ = 0, world_ = 1;
   int64_t local_batch_ = 0;  // this rank's share of the global batch
@@ -92,6 +127,7 @@ class Trainer {
   std::map<std::string, double> count_offsets_;  // bad-data counts before the resume
   double prior_train_seconds_ = 0;
   std::unique_ptr<CheckpointWriter> checkpoints_;  // rank 0
+  std::string checkpoints_root_;
   int64_t last_saved_step_ = -1;
   std::string last_checkpoint_;
   Clock::time_point last_save_time_ = Clock::now();
@@ -99,6 +135,7 @@ class Trainer {
   double wait_seconds_ = 0;
   double window_loss_ = 0;
   int64_t window_steps_ = 0;
+  int64_t window_finite_ = 0;  // steps of the window that were not skipped
   bool tty_ = false;
 };
 
@@ -151,11 +188,65 @@ absl::Status Trainer::SetupDistributed() {
   step_options_.micro_batch = config_.data.micro_batch_size;
   step_options_.loss_tile = config_.distributed.loss_tile;
   step_options_.lock_image = config_.lock_image;
+  step_options_.on_phase = [this](Phase phase) {
+    // Inside a step there is no Status to return: an injected error is a crash there.
+    const absl::Status fault = Enter(current_step_, phase);
+    if (!fault.ok()) FatalError(__FILE__, __LINE__, std::string(fault.message()));
+  };
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Enter(int64_t step, Phase phase, bool* nan) {
+  job_->Progress(step, phase);
+  return InjectedFault(rank_, step, phase, nan);
+}
+
+absl::Status Trainer::CountSkipped(int64_t step, const StepOutcome& outcome) {
+  if (!outcome.skipped) {
+    skipped_in_a_row_ = 0;
+    return absl::OkStatus();
+  }
+  ++skipped_steps_;
+  ++skipped_in_a_row_;
+  job_->SkippedStep(step);
+  if (rank_ == 0) {
+    metrics_->Scalar("train/skipped_steps", static_cast<double>(skipped_steps_), step);
+    LogWarning("step ", step, ": the loss (", outcome.loss,
+               ") or a gradient is not finite: the optimizer step is skipped (", skipped_steps_,
+               " skipped in this run, ", skipped_in_a_row_, " in a row)");
+  }
+  if (skipped_in_a_row_ > config_.max_skipped_steps) {
+    return absl::DataLossError(absl::StrCat(
+        skipped_in_a_row_, " steps in a row (", step - skipped_in_a_row_ + 1, " to ", step,
+        ") had a non-finite loss or gradient, more than max_skipped_steps (",
+        config_.max_skipped_steps, "): stopping instead of training on. Check the data of "
+        "these steps (data.log_sample_keys), lower the learning rate, or resume from an earlier "
+        "checkpoint"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Register() {
+  WorkerInfo info;
+  info.rank = rank_;
+  info.world_size = world_;
+  info.config_hash = Fnv1a64(ConfigToYaml(config_));
+  info.index_hash = data_.train->hash();
+  info.resume_step = start_step_;
+  info.global_batch = config_.data.batch_size;
+  ASSIGN_OR_RETURN(const JobPlan plan, job_->Register(info));
+  if (plan.index_hash != info.index_hash || plan.resume_step != info.resume_step) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "the coordinator starts the job at step %d on the dataset index %016x; this rank would "
+        "start at step %d on %016x: not taking a step",
+        plan.resume_step, plan.index_hash, info.resume_step, info.index_hash));
+  }
   return absl::OkStatus();
 }
 
 absl::Status Trainer::Setup() {
   RETURN_IF_ERROR(SetupDistributed());
+  checkpoints_root_ = config_.output + "/checkpoints";
   // The node's cores shared by the ranks on it (2 ranks on 4 cores: 2 each).
   auto env = ParseLaunchEnv(ProcessEnvironment());
   const int local = env.ok() ? std::max(1, env->local_size) : 1;
@@ -200,6 +291,7 @@ absl::Status Trainer::Setup() {
     writer.keep = config_.checkpoint.keep;
     writer.keep_every = config_.checkpoint.keep_every;
     writer.pause_ms = CheckpointPauseMs();
+    writer.job = job_;
     checkpoints_ = std::make_unique<CheckpointWriter>(std::move(writer));
     LogInfo("training ", config_.model, " on ", data_.train->total_samples(), " samples in ",
             data_.train->shards().size(), " shard(s): ", total_steps_,
@@ -220,24 +312,37 @@ absl::Status Trainer::Setup() {
     ASSIGN_OR_RETURN(sample_keys_, AppendFile::Open(absl::StrCat(dir, "/rank_", rank_, ".txt"),
                                                     /*exclusive=*/false, FlushPolicy()));
   }
-  return Resume();
+  RETURN_IF_ERROR(Resume());
+  return Register();
 }
 
-double Trainer::Step(int64_t step, const LoadedBatch& batch, double* lr) {
+absl::StatusOr<Trainer::StepOutcome> Trainer::Step(int64_t step, const LoadedBatch& batch,
+                                                    bool poison) {
   const int64_t size = config_.model_config.vision.image_size;
   const int context = config_.model_config.text.context_length;
   // The loader's buffers, without a copy on the CPU (the batch outlives the step).
-  const torch::Tensor images = torch::from_blob(batch.images, {batch.rows, 3, size, size});
+  torch::Tensor images = torch::from_blob(batch.images, {batch.rows, 3, size, size});
   const torch::Tensor tokens = torch::from_blob(batch.tokens, {batch.rows, context}, torch::kInt64);
-  *lr = LearningRate(config_.schedule, step, total_steps_);
-  SetLearningRate(*optimizer_, *lr);
+  if (poison) images = Poisoned(images);
+  StepOutcome out;
+  out.lr = LearningRate(config_.schedule, step, total_steps_);
+  SetLearningRate(*optimizer_, out.lr);
   BroadcastBuffers(*model_, *comm_);  // BatchNorm statistics follow rank 0, as under DDP
-  const double loss = ComputeGradients(model_, images.to(device_, /*non_blocking=*/true),
-                                       tokens.to(device_, /*non_blocking=*/true), *comm_,
-                                       *reducer_, step_options_);
-  // The gradients are identical on every rank now, so are the norm and the step.
-  if (config_.optimizer.grad_clip_norm > 0) {
-    torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optimizer.grad_clip_norm);
+  current_step_ = step;
+  out.loss = ComputeGradients(model_, images.to(device_, /*non_blocking=*/true),
+                              tokens.to(device_, /*non_blocking=*/true), *comm_, *reducer_,
+                              step_options_);
+  RETURN_IF_ERROR(Enter(step, Phase::kOptimizer));
+  // The loss and the gradients are identical on every rank now (the loss is
+  // the global one, the gradients all-reduced), so are the norm, the verdict
+  // on finiteness and the step: the ranks agree without a word.
+  const double norm = config_.optimizer.grad_clip_norm > 0
+                          ? torch::nn::utils::clip_grad_norm_(model_->parameters(),
+                                                              config_.optimizer.grad_clip_norm)
+                          : GradientNorm(reducer_->params());
+  if (!std::isfinite(out.loss) || !std::isfinite(norm)) {
+    out.skipped = true;  // the next step zeroes the gradients
+    return out;
   }
   optimizer_->step();
   {
@@ -245,7 +350,7 @@ double Trainer::Step(int64_t step, const LoadedBatch& batch, double* lr) {
     torch::NoGradGuard no_grad;
     model_->logit_scale().clamp_(0, std::log(100.0));
   }
-  return loss;
+  return out;
 }
 
 void Trainer::LogStep(int64_t step, double loss, double lr, double seconds, double wait) {
@@ -291,6 +396,7 @@ absl::StatusOr<std::map<std::string, double>> Trainer::RunEval(int64_t step) {
   // BatchNorm statistics follow rank 0, as at every step's start: each rank's
   // last forward updated its own, and the ranks' shares of the split must be
   // embedded by the same model.
+  RETURN_IF_ERROR(Enter(step, Phase::kEval));
   BroadcastBuffers(*model_, *comm_);
   if (!data_.val) return std::map<std::string, double>();
   ASSIGN_OR_RETURN(auto result, Evaluate(model_, *tokenizer_, data_.val, eval_options_, comm_.get()));
@@ -350,17 +456,84 @@ void Trainer::ReportSaveOutcome() {
   }
 }
 
+absl::StatusOr<bool> Trainer::WriteParts(int64_t step, double* waited) {
+  // Rank 0 waits for the previous save and creates the folder; everyone learns
+  // whether it exists before writing into it.
+  std::string prepared;
+  if (rank_ == 0) {
+    *waited = checkpoints_->Wait();
+    ReportSaveOutcome();
+    const absl::Status status = checkpoints_->Prepare(step);
+    if (!status.ok()) prepared = std::string(status.message());
+  }
+  prepared = HostBroadcastBytes(prepared, 0, *comm_, device_);
+  if (!prepared.empty()) {
+    if (rank_ == 0) {
+      LogWarning("checkpoint: step ", step, " not saved (", prepared,
+                 "); training goes on and the next save retries");
+    }
+    return false;
+  }
+  // This rank's part: its generators, for an exact continuation on the same W.
+  proto::RankPart part;
+  part.set_rank(rank_);
+  part.set_world_size(world_);
+  part.set_step(step);
+  *part.mutable_rng() = CaptureRng(rank_, device_);
+  const absl::StatusOr<ManifestEntry> entry = WriteRankPart(checkpoints_root_, step, part);
+  const std::string error = entry.ok() ? "" : std::string(entry.status().message());
+  if (job_->supervised()) {
+    // Every rank votes for itself; rank 0 votes last, with the big files, and
+    // the coordinator commits (or drops) the save.
+    if (rank_ != 0) {
+      auto voted = job_->Vote(step, entry.ok() ? std::vector<ManifestEntry>{*entry}
+                                               : std::vector<ManifestEntry>(), error, false);
+      if (!voted.ok()) LogWarning("checkpoint: step ", step, ": ", voted.status().message());
+      return false;
+    }
+    if (!entry.ok()) {
+      // A NO vote from rank 0 drops the save; the others' votes are moot.
+      (void)job_->Vote(step, {}, error, false);
+      checkpoints_->Abandon();
+      LogWarning("checkpoint: step ", step, " not saved (", error, ")");
+      return false;
+    }
+    checkpoints_->AddParts({*entry});
+    return true;
+  }
+  // Without a coordinator: rank 0 gathers the parts and commits them all.
+  const std::string mine =
+      entry.ok() ? absl::StrCat("O", entry->name, "\t", entry->size, "\t", entry->crc32c)
+                 : "E" + error;
+  const std::vector<std::string> all = HostAllGatherBytes(mine, *comm_, device_);
+  if (rank_ != 0) return false;
+  std::vector<ManifestEntry> parts;
+  for (size_t r = 0; r < all.size(); ++r) {
+    const std::vector<std::string> fields = absl::StrSplit(all[r].substr(1), '\t');
+    ManifestEntry e;
+    if (all[r][0] != 'O' || fields.size() != 3 || !absl::SimpleAtoi(fields[1], &e.size) ||
+        !absl::SimpleAtoi(fields[2], &e.crc32c)) {
+      checkpoints_->Abandon();
+      LogWarning("checkpoint: step ", step, " not saved: rank ", r, " could not write its part (",
+                 all[r].substr(1), "); training goes on and the next save retries");
+      return false;
+    }
+    e.name = fields[0];
+    parts.push_back(std::move(e));
+  }
+  checkpoints_->AddParts(std::move(parts));
+  return true;
+}
+
 absl::Status Trainer::Save(int64_t step, bool async) {
+  RETURN_IF_ERROR(Enter(step, Phase::kSave));
   const auto start = Clock::now();
-  // Every rank's generators, for an exact continuation on the same world size.
-  const std::string rng = CaptureRng(rank_, device_).SerializeAsString();
-  const std::vector<std::string> rngs = HostAllGatherBytes(rng, *comm_, device_);
+  double waited = 0;
+  ASSIGN_OR_RETURN(const bool commit_here, WriteParts(step, &waited));
   const std::map<std::string, double> counts = LogDataStats(step);
   last_saved_step_ = step;
   last_save_time_ = Clock::now();
-  if (rank_ != 0) return absl::OkStatus();
-  const double waited = checkpoints_->Wait();
-  ReportSaveOutcome();
+  if (!commit_here) return absl::OkStatus();
   CheckpointSnapshot* snapshot = checkpoints_->snapshot();
   CaptureTensors(*model_, *optimizer_, device_.is_cuda(), snapshot);
   proto::CheckpointState& state = snapshot->state;
@@ -379,10 +552,10 @@ absl::Status Trainer::Save(int64_t step, bool async) {
   state.set_config_hash(Fnv1a64(state.config_yaml()));
   state.set_index_hash(data_.train->hash());
   state.set_clipscale_version(CLIPSCALE_VERSION);
-  for (const std::string& bytes : rngs) state.add_rng()->ParseFromString(bytes);
   for (const auto& [name, value] : counts) (*state.mutable_data_counts())[name] = value;
   state.set_unix_time(static_cast<int64_t>(std::time(nullptr)));
   state.set_train_seconds(prior_train_seconds_ + Seconds(train_start_));
+  state.set_skipped_steps(skipped_steps_);
   checkpoints_->Start(async);
   const double blocked = Seconds(start);
   metrics_->Scalar("checkpoint/blocking_s", blocked, step);
@@ -453,8 +626,20 @@ absl::Status Trainer::ApplyCheckpoint(const std::string& dir, const proto::Check
   if (!error.empty()) return absl::DataLossError(absl::StrCat("resume: ", error));
   BroadcastModule(*model_, *comm_);
   BroadcastOptimizerState(*optimizer_, *comm_, 0, device_);
-  if (state.world_size() == world_ && state.rng_size() == world_) {
-    RETURN_IF_ERROR(RestoreRng(state.rng(rank_), device_));
+  std::optional<proto::RankPart> part;
+  if (state.world_size() == world_) {
+    // Each rank reads its own part; all fail alike if one cannot.
+    auto read = ReadRankPart(dir, rank_);
+    const std::string mine = read.ok() ? "" : std::string(read.status().message());
+    for (const std::string& e : HostAllGatherBytes(mine, *comm_, device_)) {
+      if (!e.empty()) return absl::DataLossError(absl::StrCat("resume: ", e));
+    }
+    part = *read;
+  }
+  if (part) {
+    RETURN_IF_ERROR(RestoreRng(part->rng(), device_));
+  } else if (state.world_size() == world_ && state.rng_size() == world_) {
+    RETURN_IF_ERROR(RestoreRng(state.rng(rank_), device_));  // written before rank parts
   } else {
     // Another world size draws other patch-dropout masks anyway: fresh streams.
     torch::manual_seed(config_.seed + static_cast<uint64_t>(rank_) +
@@ -465,6 +650,7 @@ absl::Status Trainer::ApplyCheckpoint(const std::string& dir, const proto::Check
   resumed_from_ = dir;
   last_checkpoint_ = dir;
   prior_train_seconds_ = state.train_seconds();
+  skipped_steps_ = state.skipped_steps();
   for (const auto& [name, value] : state.data_counts()) count_offsets_[name] = value;
   if (rank_ == 0) {
     const auto [epoch, step_in_epoch] = Cursor(start_step_);
@@ -489,23 +675,30 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   RETURN_IF_ERROR(data_.loader->Seek(epoch, step_in_epoch));
   while (step < total_steps_) {
     const auto step_start = Clock::now();
-    RETURN_IF_ERROR(InjectedFault(rank_, step));
+    bool poison = false;
+    RETURN_IF_ERROR(Enter(step, Phase::kData, &poison));
     ASSIGN_OR_RETURN(std::shared_ptr<LoadedBatch> batch, data_.loader->Next());
     const double wait = Seconds(step_start);
     wait_seconds_ += wait;
     RETURN_IF_ERROR(LogSampleKeys(*batch));
-    double lr = 0;
-    const double loss = Step(step, *batch, &lr);
+    ASSIGN_OR_RETURN(const StepOutcome outcome, Step(step, *batch, poison));
     batch.reset();  // its buffer goes back to the loader
-    LogStep(step, loss, lr, Seconds(step_start), wait);
-    window_loss_ += loss;
+    RETURN_IF_ERROR(CountSkipped(step, outcome));
+    LogStep(step, outcome.loss, outcome.lr, Seconds(step_start), wait);
+    job_->StepTime(Seconds(step_start));
+    if (!outcome.skipped) {  // a skipped step's loss is not in the window's mean
+      window_loss_ += outcome.loss;
+      ++window_finite_;
+    }
     ++step;
     if (++window_steps_ == config_.log_every || step == total_steps_) {
-      if (result.first_loss == 0) result.first_loss = window_loss_ / window_steps_;
-      result.last_loss = window_loss_ / window_steps_;
+      const double mean = window_finite_ > 0 ? window_loss_ / window_finite_ : NAN;
+      if (result.first_loss == 0) result.first_loss = mean;
+      result.last_loss = mean;
       if (rank_ == 0 && !tty_) LogInfo("step ", step, "/", total_steps_, " loss ", result.last_loss);
       window_loss_ = 0;
       window_steps_ = 0;
+      window_finite_ = 0;
       LogDataStats(step);
       if (rank_ == 0) RETURN_IF_ERROR(metrics_->Flush());
       if (sample_keys_) RETURN_IF_ERROR(sample_keys_->Flush());
@@ -525,6 +718,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   result.world_size = world_;
   result.backend = comm_->backend();
   result.device = device_.str();
+  result.skipped_steps = skipped_steps_;
   if (result.stopped != StopRequest::kNone || CheckpointsEnabled()) {
     // On a signal, or the run's last state: saved synchronously, committed
     // before any rank exits.
@@ -562,11 +756,14 @@ absl::StatusOr<TrainResult> Trainer::Run() {
 
 }  // namespace
 
-absl::StatusOr<TrainResult> Train(const TrainConfig& config) {
+absl::StatusOr<TrainResult> Train(const TrainConfig& config, JobControl* job) {
   StopSignalScope signals;  // a signal from here on stops the run at a step boundary
-  Trainer trainer(config);
+  NoJobControl none;
+  Trainer trainer(config, job ? job : &none);
   RETURN_IF_ERROR(trainer.Setup());
-  return trainer.Run();
+  auto result = trainer.Run();
+  if (job && result.ok()) job->Progress(result->steps, Phase::kDone);  // the last heartbeat
+  return result;
 }
 
 }  // namespace clipscale

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "train/job_control.h"
 #include "train/stop_signal.h"
 #include "train/train_config.h"
 
@@ -35,8 +36,10 @@ struct TrainResult {
   // weights_path and eval are then empty.
   StopRequest stopped = StopRequest::kNone;
   std::string last_checkpoint;         // the newest checkpoint this run committed
+  int64_t skipped_steps = 0;           // non-finite loss or gradient: no update (whole run)
 };
 
-absl::StatusOr<TrainResult> Train(const TrainConfig& config);
+// `job`: the coordinator's client under `clipscale launch`; nullptr: none.
+absl::StatusOr<TrainResult> Train(const TrainConfig& config, JobControl* job = nullptr);
 
 }  // namespace clipscale

@@ -128,21 +128,34 @@ TEST(RankFailure, ACrashOnOneRankEndsTheJobNamingTheRank) {
 }
 
 TEST(FaultPlan, ParsesRankStepAndMode) {
-  auto plan = ParseFaultPlan("1:3");
-  ASSERT_TRUE(plan.ok() && plan->has_value()) << plan.status();
-  EXPECT_EQ((*plan)->rank, 1);
-  EXPECT_EQ((*plan)->step, 3);
-  EXPECT_EQ((*plan)->action, FaultPlan::Action::kError);
-  plan = ParseFaultPlan("0:12:abort");
-  ASSERT_TRUE(plan.ok() && plan->has_value()) << plan.status();
-  EXPECT_EQ((*plan)->action, FaultPlan::Action::kAbort);
-  plan = ParseFaultPlan("2:5:sigterm");
-  ASSERT_TRUE(plan.ok() && plan->has_value()) << plan.status();
-  EXPECT_EQ((*plan)->action, FaultPlan::Action::kSigterm);
-  EXPECT_EQ(ParseFaultPlan("0:1:kill").value()->action, FaultPlan::Action::kKill);
-  EXPECT_FALSE(ParseFaultPlan("")->has_value());
-  for (const char* bad : {"1", "1:", ":3", "-1:3", "1:-3", "1:3:kil", "a:b", "1:3:abort:x"}) {
-    auto parsed = ParseFaultPlan(bad);
+  auto plans = ParseFaultPlans("1:3");
+  ASSERT_TRUE(plans.ok() && plans->size() == 1) << plans.status();
+  const FaultPlan& plan = plans->front();
+  EXPECT_EQ(plan.rank, 1);
+  EXPECT_EQ(plan.first_step, 3);
+  EXPECT_EQ(plan.last_step, 3);
+  EXPECT_EQ(plan.action, FaultPlan::Action::kError);
+  EXPECT_EQ(plan.phase, Phase::kData);
+  EXPECT_EQ(plan.attempt, 0);
+  auto action = [](const char* text) { return ParseFaultPlans(text).value().front().action; };
+  EXPECT_EQ(action("0:12:abort"), FaultPlan::Action::kAbort);
+  EXPECT_EQ(action("2:5:sigterm"), FaultPlan::Action::kSigterm);
+  EXPECT_EQ(action("0:1:kill"), FaultPlan::Action::kKill);
+  EXPECT_EQ(action("0:1:hang"), FaultPlan::Action::kHang);
+  EXPECT_EQ(action("0:1:nan"), FaultPlan::Action::kNan);
+  EXPECT_TRUE(ParseFaultPlans("")->empty());
+  plans = ParseFaultPlans("2:4-6:slow:phase=all-reduce:attempt=*:seconds=1.5; 0:9:exit:attempt=2");
+  ASSERT_TRUE(plans.ok() && plans->size() == 2) << plans.status();
+  EXPECT_EQ((*plans)[0].first_step, 4);
+  EXPECT_EQ((*plans)[0].last_step, 6);
+  EXPECT_EQ((*plans)[0].phase, Phase::kAllReduce);
+  EXPECT_EQ((*plans)[0].attempt, -1);
+  EXPECT_DOUBLE_EQ((*plans)[0].seconds, 1.5);
+  EXPECT_EQ((*plans)[1].action, FaultPlan::Action::kExit);
+  EXPECT_EQ((*plans)[1].attempt, 2);
+  for (const char* bad : {"1", "1:", ":3", "-1:3", "1:-3", "1:3:kil", "a:b", "1:3:abort:x",
+                          "1:5-3", "1:3:hang:phase=lunch", "1:3:attempt=-1", "0:1;1"}) {
+    auto parsed = ParseFaultPlans(bad);
     ASSERT_FALSE(parsed.ok()) << bad;
     EXPECT_NE(std::string(parsed.status().message()).find("CLIPSCALE_FAULT_FAIL_AT_STEP"),
               std::string::npos);
