@@ -8,6 +8,8 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -68,7 +70,17 @@ class BufferPool {
 struct Counters {
   std::atomic<int64_t> samples{0}, replaced{0}, unreplaceable{0}, bad_image{0},
       bad_image_too_large{0}, bad_caption{0}, bad_shard{0};
-  void Add(const Counters& o) {
+  std::mutex mu;                          // guards by_shard
+  std::map<int64_t, int64_t> by_shard;    // bad samples per shard index
+  void AddBad(int64_t shard) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++by_shard[shard];
+  }
+  void Add(Counters& o) {
+    {
+      std::scoped_lock lock(mu, o.mu);
+      for (const auto& [shard, n] : o.by_shard) by_shard[shard] += n;
+    }
     samples += o.samples;
     replaced += o.replaced;
     unreplaceable += o.unreplaceable;
@@ -133,7 +145,7 @@ struct StreamLoader::State {
   }
   void Work();
   void Process(Job& job, int64_t row);
-  void Count(BadSample reason, const std::string& why, Counters* counters);
+  void Count(BadSample reason, const std::string& why, int64_t shard, Counters* counters);
 };
 
 absl::StatusOr<std::shared_ptr<const EpochOrder>> StreamLoader::State::Order(int64_t epoch) {
@@ -198,7 +210,8 @@ absl::Status StreamLoader::State::Schedule() {
   return absl::OkStatus();
 }
 
-void StreamLoader::State::Count(BadSample reason, const std::string& why, Counters* c) {
+void StreamLoader::State::Count(BadSample reason, const std::string& why, int64_t shard,
+                                Counters* c) {
   switch (reason) {
     case BadSample::kImage: ++c->bad_image; break;
     case BadSample::kImageTooLarge: ++c->bad_image_too_large; break;
@@ -206,6 +219,7 @@ void StreamLoader::State::Count(BadSample reason, const std::string& why, Counte
     case BadSample::kShard: ++c->bad_shard; break;
     case BadSample::kNone: return;
   }
+  c->AddBad(shard);
   // The first few are shown; the rest are only counted (web data has many).
   if (warnings++ < 20) LogWarning("bad sample skipped: ", why);
 }
@@ -226,7 +240,8 @@ void StreamLoader::State::Process(Job& job, int64_t row) {
                                                  static_cast<uint64_t>(position), attempt) %
                                          static_cast<uint64_t>(job.order->size()));
     std::string why;
-    const BadSample bad = reader->Read(job.order->At(p),
+    const SampleRef ref = job.order->At(p);
+    const BadSample bad = reader->Read(ref,
                                        MixSeed(MixSeed(options.order.seed, epoch, 3),
                                                static_cast<uint64_t>(p)),
                                        out, &why);
@@ -236,7 +251,7 @@ void StreamLoader::State::Process(Job& job, int64_t row) {
       if (attempt > 0) ++job.counters.replaced;
       return;
     }
-    Count(bad, why, &job.counters);
+    Count(bad, why, ref.shard, &job.counters);
   }
   // Nothing usable: a zero row, marked invalid (training keeps the batch shape).
   std::memset(out.image, 0, sizeof(float) * 3 * s * s);
@@ -393,6 +408,13 @@ BadDataCounts StreamLoader::counts() const {
   out.bad_image_too_large = c.bad_image_too_large;
   out.bad_caption = c.bad_caption;
   out.bad_shard = c.bad_shard;
+  std::lock_guard<std::mutex> lock(state_->counters.mu);
+  for (const auto& [shard, n] : state_->counters.by_shard) {
+    const auto& shards = state_->index->shards();
+    out.bad_by_shard[shard >= 0 && shard < static_cast<int64_t>(shards.size())
+                         ? shards[shard].path
+                         : std::to_string(shard)] += n;
+  }
   return out;
 }
 

@@ -90,6 +90,7 @@ struct BadDataCounts {
   int64_t bad_image_too_large = 0;  // decompression bombs, oversized members
   int64_t bad_caption = 0;        // missing, empty or not UTF-8
   int64_t bad_shard = 0;          // unreadable, or changed since indexing
+  std::map<std::string, int64_t> bad_by_shard;  // bad samples (each try) by shard path
   // Name -> count with the `data/bad_*` names the metrics use.
   std::map<std::string, int64_t> ByName() const;
 };

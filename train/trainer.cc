@@ -374,6 +374,7 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double seconds, doub
 
 std::map<std::string, double> Trainer::LogDataStats(int64_t step) {
   std::map<std::string, double> counts = DataCounts(*data_.loader, *data_.train, *comm_, device_);
+  job_->BadData(data_.loader->counts().bad_by_shard);  // this rank's, for the coordinator
   for (const auto& [name, value] : count_offsets_) {
     // What indexing dropped is counted once per run, not once per resume.
     if (name.rfind("data/index_", 0) != 0) counts[name] += value;

@@ -246,8 +246,9 @@ grpc::Status Coordinator::Service::Vote(grpc::ServerContext* context,
   if (save.votes.count(rank)) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "voted twice for one checkpoint");
   }
-  if (save.decided) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the save is already decided");
+  if (save.decided) {  // another rank's NO vote (or a timeout) dropped it already
+    reply->set_reason(save.reason);
+    return grpc::Status::OK;
   }
   VoteRecord& vote = save.votes[rank];
   vote.files.assign(request->files().begin(), request->files().end());

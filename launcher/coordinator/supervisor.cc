@@ -458,6 +458,10 @@ int Supervise(const SupervisorOptions& o, Coordinator& coordinator) {
                      f.phase().empty() ? "?" : f.phase().c_str(),
                      static_cast<long long>(f.step()), f.cause().c_str());
       }
+      for (const auto& w : coordinator.Status().worst_shards()) {
+        std::fprintf(stderr, "  bad samples: %lld in %s\n", static_cast<long long>(w.bad()),
+                     w.shard().c_str());
+      }
       return 1;
     }
     coordinator.EndAttempt("restarting");
