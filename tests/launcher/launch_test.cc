@@ -8,6 +8,7 @@
 // be healed ends cleanly with a summary.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "core/file_util.h"
 #include "tests/test_util.h"
@@ -283,6 +285,50 @@ TEST(Launch, SigtermToTheLaunchSavesAndARelaunchResumes) {
   EXPECT_NE(resumed.result.output.find("resuming at step"), std::string::npos)
       << resumed.result.output;
   ExpectSameWeights(Reference(2), out);
+}
+
+// Bad samples are counted per shard by the ranks and listed, worst first, in
+// the launch's status: here 6 JPEGs of the second of three shards lose their
+// start-of-image marker.
+TEST(Launch, BadSamplesAreListedByShardInTheStatus) {
+  const std::string dir = testing::MakeTempDir();
+  auto made = testing::RunCommand(ShellQuote(Binary()) + " data synth --out " +
+                                  ShellQuote(dir + "/data") +
+                                  " --train 384 --val 0 --per-shard 128 --seed 5");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  std::vector<std::string> shards;
+  for (const auto& entry : fs::directory_iterator(dir + "/data/train")) {
+    if (entry.path().extension() == ".tar") shards.push_back(entry.path().string());
+  }
+  std::sort(shards.begin(), shards.end());
+  ASSERT_EQ(shards.size(), 3u);
+  {
+    std::string bytes = Bytes(shards[1]);
+    int spoiled = 0;
+    for (size_t at = bytes.find("\xff\xd8\xff"); at != std::string::npos && spoiled < 6;
+         at = bytes.find("\xff\xd8\xff", at + 3)) {
+      bytes.replace(at, 3, "xyz");
+      ++spoiled;
+    }
+    ASSERT_EQ(spoiled, 6);
+    std::ofstream(shards[1], std::ios::binary) << bytes;
+  }
+  std::string recipe = WriteRecipe(dir);
+  {
+    std::string text = Bytes(recipe);
+    text.replace(text.find(DataDir() + "/train"), (DataDir() + "/train").size(), dir + "/data/train");
+    std::ofstream(recipe) << text;
+  }
+  const LaunchRun run = Launch(recipe, dir + "/run", 2);
+  ASSERT_EQ(run.result.exit_code, 0) << run.result.output;
+  auto status = testing::RunCommand(ShellQuote(Binary()) + " status " + ShellQuote(dir + "/run"));
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(status.output, m, std::regex("bad samples: (\\d+) in (\\S+)")))
+      << status.output;
+  EXPECT_EQ(m[2].str(), shards[1]) << status.output;
+  // 2 epochs over 6 bad samples (and any replacement that drew one of them).
+  EXPECT_GE(std::stoi(m[1]), 12) << status.output;
 }
 
 // Each step's sample keys over all ranks (a replayed step's keys once; a
