@@ -132,6 +132,7 @@ absl::Status RunLaunch(const LaunchOptions& o) {
   c.hang_min_s = launch.hang_min_s;
   c.hang_factor = launch.hang_factor;
   c.startup_timeout_s = launch.startup_timeout_s;
+  c.orphan_s = launch.orphan_s;
   c.checkpoint_root = config.output + "/checkpoints";
   c.keep = config.checkpoint.keep;
   c.keep_every = config.checkpoint.keep_every;
@@ -265,7 +266,11 @@ void RegisterLaunchCommands(CLI::App& app) {
   l->add_option("--hostfile", launch->hostfile, "mpirun hostfile (\"host slots=N\" lines)");
   l->add_option("--max-restarts", launch->max_restarts,
                 "Restarts before giving up (default: launch.max_restarts of the recipe)");
-  l->add_option("--mpirun-arg", launch->mpirun_args, "Extra mpirun argument (repeatable)");
+  l->add_option("--mpirun-arg", launch->mpirun_args,
+                "Extra mpirun argument (repeatable, one per flag: --mpirun-arg=--bind-to)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   l->add_option("train_args", launch->train_args, "-- then the `clipscale train` arguments")
       ->required();
   l->callback([launch] { Report(RunLaunch(*launch)); });

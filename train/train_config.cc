@@ -85,7 +85,8 @@ absl::Status CheckRanges(const TrainConfig& config, const YAML::Node& root,
       {"launch.heartbeat_s", launch.heartbeat_s},
       {"launch.hang_min_s", launch.hang_min_s},
       {"launch.hang_factor", launch.hang_factor},
-      {"launch.startup_timeout_s", launch.startup_timeout_s}};
+      {"launch.startup_timeout_s", launch.startup_timeout_s},
+      {"launch.orphan_s", launch.orphan_s}};
   for (const auto& [key, value] : seconds) {
     if (!(value >= 0) || !std::isfinite(value)) return bad(key, "must be a non-negative number");
   }

@@ -121,6 +121,8 @@ struct LaunchConfig {
   // left out and the job continues on fewer ranks; 0: never.
   int64_t exclude_after = 2;
   double startup_timeout_s = 600;  // every rank must have joined by then
+  // A rank that cannot reach the coordinator this long stops (its launch is gone).
+  double orphan_s = 60;
   std::string listen = "127.0.0.1:0";  // the coordinator's address (port 0: any free port)
 
   template <class V>
@@ -134,6 +136,7 @@ struct LaunchConfig {
     v("hang_factor", hang_factor);
     v("exclude_after", exclude_after);
     v("startup_timeout_s", startup_timeout_s);
+    v("orphan_s", orphan_s);
     v("listen", listen);
   }
 };

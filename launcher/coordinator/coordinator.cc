@@ -161,6 +161,7 @@ grpc::Status Coordinator::Service::Register(grpc::ServerContext* context,
   reply->set_index_hash(c_->index_hash_);
   reply->set_resume_step(c_->plan_.resume_step);
   reply->set_heartbeat_s(c_->options_.heartbeat_s);
+  reply->set_orphan_s(c_->options_.orphan_s);
   return grpc::Status::OK;
 }
 
@@ -411,7 +412,7 @@ std::optional<JobFault> Coordinator::Check() {
   double newest_progress = 1e300;
   for (int rank = 0; rank < plan_.world_size; ++rank) {
     const RankState& r = ranks_[rank];
-    if (r.phase == static_cast<int>(Phase::kDone)) return std::nullopt;  // finishing
+    if (r.phase == static_cast<int>(Phase::kDone)) continue;  // finished: no more heartbeats
     const double silent = Since(r.last_heartbeat);
     if (silent > dead_after) {
       JobFault fault{rank, r.host, PhaseLabel(r.phase), r.step,
@@ -429,6 +430,7 @@ std::optional<JobFault> Coordinator::Check() {
       stuck = rank;
     }
   }
+  if (stuck < 0) return std::nullopt;  // every rank is done
   // Evaluation and the first step (compilation, caches) get the startup bound.
   const RankState& s = ranks_[stuck];
   const bool slow_phase = s.phase == static_cast<int>(Phase::kEval) ||

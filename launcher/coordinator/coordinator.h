@@ -43,6 +43,7 @@ struct CoordinatorOptions {
   double hang_min_s = 300;
   double hang_factor = 5;
   double startup_timeout_s = 600;
+  double orphan_s = 60;  // a worker that cannot reach the coordinator this long stops
   double vote_timeout_s = 600;  // a save whose votes are not all in by then is dropped
   int max_message_bytes = 1 << 20;  // larger requests are refused (RESOURCE_EXHAUSTED)
   std::string checkpoint_root;      // <output>/checkpoints

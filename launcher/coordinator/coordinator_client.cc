@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -114,6 +115,7 @@ absl::StatusOr<JobPlan> CoordinatorClient::Register(const WorkerInfo& info) {
   RETURN_IF_ERROR(FromGrpc(impl_->stub->Register(&context, request, &reply), "joining the job"));
   rank_ = info.rank;
   heartbeat_s_ = reply.heartbeat_s() > 0 ? reply.heartbeat_s() : 1;
+  orphan_s_ = reply.orphan_s() > 0 ? reply.orphan_s() : 60;
   step_ = info.resume_step;
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   return JobPlan{reply.index_hash(), reply.resume_step()};
@@ -137,6 +139,7 @@ void CoordinatorClient::SkippedStep(int64_t) { ++skipped_; }
 
 void CoordinatorClient::HeartbeatLoop() {
   std::unique_lock<std::mutex> lock(mu_);
+  auto last_ok = std::chrono::steady_clock::now();
   while (true) {
     coordinator::HeartbeatRequest request;
     *request.mutable_auth() = auth_;
@@ -152,9 +155,21 @@ void CoordinatorClient::HeartbeatLoop() {
     grpc::ClientContext context;
     SetDeadline(&context, kCallDeadlineS);
     const grpc::Status status = impl_->stub->Heartbeat(&context, request, &reply);
-    if (!status.ok() && status.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    if (status.ok()) {
+      last_ok = std::chrono::steady_clock::now();
+    } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+               status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
       LogWarning("coordinator: heartbeat refused: ", status.error_message());
+    }
+    // A rank whose supervisor is gone would train on with nobody to commit its
+    // checkpoints or restart it: it stops instead (the job is requeued whole).
+    const double silent =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_ok).count();
+    if (silent > std::max(orphan_s_, 3 * heartbeat_s_)) {
+      FatalError(__FILE__, __LINE__,
+                 absl::StrFormat("the coordinator has not answered for %.0f s (%s): its "
+                                 "supervisor is gone; stopping this rank",
+                                 silent, status.error_message()));
     }
     lock.lock();
     if (request.phase() == static_cast<int>(Phase::kDone) || stop_) break;

@@ -53,6 +53,7 @@ class CoordinatorClient final : public JobControl {
   coordinator::Credentials auth_;
   int rank_ = -1;
   double heartbeat_s_ = 1;
+  double orphan_s_ = 60;
   std::atomic<int64_t> step_{0}, seq_{0}, skipped_{0};
   std::atomic<int> phase_{0};
   std::atomic<double> last_step_s_{0};

@@ -331,6 +331,40 @@ TEST(Launch, BadSamplesAreListedByShardInTheStatus) {
   EXPECT_GE(std::stoi(m[1]), 12) << status.output;
 }
 
+// kill -9 of the launch itself: nobody would commit the ranks' checkpoints
+// or restart them, so they stop on their own once the coordinator has been
+// silent for launch.orphan_s (2 s here).
+TEST(Launch, RanksStopWhenTheLaunchIsGone) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string recipe = WriteRecipe(dir, "  orphan_s: 2\n");
+  const std::string out = dir + "/run";
+  const std::string command =
+      "CLIPSCALE_FAULT_FAIL_AT_STEP='0:6:hang;1:6:hang' " + ShellQuote(Binary()) +
+      " launch --np 2 --mpirun-arg=--output-filename --mpirun-arg=" + ShellQuote(dir + "/logs") +
+      " -- --config " + ShellQuote(recipe) + " --set output=" + ShellQuote(out) +
+      " --set launch.hang_min_s=600";
+  // mpirun's and the ranks' command lines; "[t]" keeps the pattern from
+  // matching this shell's own command line, which holds the pattern.
+  const std::string ranks = "[t]rain --config " + recipe;
+  const auto start = std::chrono::steady_clock::now();
+  const CommandResult run = testing::RunCommand(
+      "(" + command + " & pid=$!; for i in $(seq 200); do grep -qs step_000000004 " +
+      ShellQuote(out + "/checkpoints/latest") + " && break; sleep 0.1; done; kill -KILL $pid; "
+      "wait $pid; for i in $(seq 300); do pgrep -f -- " + ShellQuote(ranks) +
+      " >/dev/null || exit 0; sleep 0.1; done; echo ranks still running; "
+      "pkill -9 -f -- " + ShellQuote(ranks) + "; exit 3)");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  // The ranks said why (their output went to files: the launch's pipes died with it).
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string log = dir + "/logs/1/rank." + std::to_string(rank) + "/stderr";
+    EXPECT_NE(Bytes(log).find("the coordinator has not answered for"), std::string::npos)
+        << log << ":\n" << Bytes(log);
+  }
+  std::printf("the ranks were gone %.1f s after the launch started (orphan_s 2 s)\n", seconds);
+}
+
 // Each step's sample keys over all ranks (a replayed step's keys once; a
 // step seen by 4 ranks and later by 2 holds the same global batch).
 std::map<int64_t, std::set<std::string>> KeysPerStep(const std::string& output) {
