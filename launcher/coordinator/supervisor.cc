@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -273,6 +274,16 @@ void Supervisor::Record(int attempt, const JobFault& fault) {
 void Supervisor::MaybeLeaveOut(const JobFault& fault) {
   if (fault.rank < 0 || o_.exclude_after <= 0) return;
   const std::string slot = hosts_.empty() ? absl::StrCat("rank ", fault.rank) : fault.host;
+  const bool listed = hosts_.empty() || std::any_of(hosts_.begin(), hosts_.end(), [&](const auto& h) {
+    return h.first == slot;
+  });
+  if (!listed) {
+    // The rank's host name is not one of the hostfile's (an alias, or hosts
+    // sharing a name): no host to leave out.
+    std::fprintf(stderr, "clipscale launch: host '%s' is not named in %s: not counted for "
+                 "launch.exclude_after\n", slot.c_str(), o_.hostfile.c_str());
+    return;
+  }
   if (++slot_failures_[slot] < o_.exclude_after || excluded_.count(slot)) return;
   int available = 0;
   if (hosts_.empty()) {
