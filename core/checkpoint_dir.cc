@@ -41,6 +41,12 @@ std::string ManifestBody(const CheckpointManifest& m) {
   return j.dump();
 }
 
+// A file a manifest may list: a plain name inside the folder, not the manifest.
+bool IsPartName(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos && name != "." && name != ".." &&
+         name != kManifestName;
+}
+
 absl::StatusOr<CheckpointManifest> ParseManifest(const std::string& text, const std::string& path) {
   auto bad = [&](const std::string& why) {
     return absl::DataLossError(absl::StrCat(path, ": not a valid checkpoint manifest (", why, ")"));
@@ -65,10 +71,7 @@ absl::StatusOr<CheckpointManifest> ParseManifest(const std::string& text, const 
     }
     ManifestEntry e{f["name"].get<std::string>(), f["size"].get<uint64_t>(),
                     f["crc32c"].get<uint32_t>()};
-    if (e.name.empty() || e.name.find('/') != std::string::npos || e.name == kManifestName ||
-        e.name == "." || e.name == "..") {
-      return bad(absl::StrCat("file name \"", e.name, "\""));
-    }
+    if (!IsPartName(e.name)) return bad(absl::StrCat("file name \"", e.name, "\""));
     m.files.push_back(std::move(e));
   }
   if (Crc32c(ManifestBody(m)) != j["crc32c"].get<uint32_t>()) {
@@ -144,8 +147,7 @@ absl::StatusOr<CheckpointDirWriter> CheckpointDirWriter::Open(const std::string&
 }
 
 absl::Status CheckpointDirWriter::AddEntry(const ManifestEntry& entry) {
-  if (entry.name.empty() || entry.name.find('/') != std::string::npos || entry.name == "." ||
-      entry.name == ".." || entry.name == kManifestName) {
+  if (!IsPartName(entry.name)) {
     return absl::InvalidArgumentError(absl::StrCat("bad checkpoint file name '", entry.name, "'"));
   }
   for (const ManifestEntry& f : files_) {

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -89,6 +90,18 @@ absl::StatusOr<std::string> RunPythonScript(const std::string& script,
   }
   std::filesystem::remove(err_path);
   return out;
+}
+
+const std::string& SharedSynthData(const std::string& name, const std::string& args) {
+  static auto* made = new std::map<std::string, std::string>;
+  auto it = made->find(name);
+  if (it != made->end()) return it->second;
+  const std::string dir = BinaryDir() + "/test_tmp/" + name;
+  std::filesystem::remove_all(dir);
+  const CommandResult r =
+      RunCommand(ShellQuote(ClipscaleBinary()) + " data synth --out " + ShellQuote(dir) + " " + args);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return made->emplace(name, dir).first->second;
 }
 
 }  // namespace clipscale::testing

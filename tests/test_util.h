@@ -37,4 +37,9 @@ std::string ShellQuote(const std::string& arg);
 std::string ClipscaleBinary();
 std::string Mpirun(int ranks);
 
+// A demo dataset written by `clipscale data synth <args>` once per test binary
+// into <build>/test_tmp/<name> (not MakeTempDir: that folder is the current
+// test's and is wiped by it); later calls with the same name return it.
+const std::string& SharedSynthData(const std::string& name, const std::string& args);
+
 }  // namespace clipscale::testing

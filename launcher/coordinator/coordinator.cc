@@ -174,7 +174,7 @@ grpc::Status Coordinator::Service::Heartbeat(grpc::ServerContext*,
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, why);
   }
   const int rank = request->rank();
-  if (rank < 0 || rank >= static_cast<int>(c_->ranks_.size()) || !c_->ranks_[rank].registered) {
+  if (!c_->Joined(rank)) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "heartbeat from a rank that never joined");
   }
   if (request->phase() < 0 || request->phase() >= kNumPhases) {
@@ -238,7 +238,7 @@ grpc::Status Coordinator::Service::Vote(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, why);
   }
   const int rank = request->rank();
-  if (rank < 0 || rank >= static_cast<int>(c_->ranks_.size()) || !c_->ranks_[rank].registered) {
+  if (!c_->Joined(rank)) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "vote from a rank that never joined");
   }
   const int64_t step = request->step();
@@ -364,6 +364,10 @@ void Coordinator::EndAttempt(const std::string& state) {
   attempt_open_ = false;
   state_ = state;
   cv_.notify_all();
+}
+
+bool Coordinator::Joined(int rank) const {
+  return rank >= 0 && rank < static_cast<int>(ranks_.size()) && ranks_[rank].registered;
 }
 
 std::string Coordinator::Describe(int rank) const {

@@ -138,6 +138,7 @@ class Coordinator {
   // Under mu_.
   bool Authorized(const coordinator::Credentials& auth, bool any_attempt, std::string* why);
   void DecideSave(int64_t step, SaveRecord* save);
+  bool Joined(int rank) const;  // a rank of this attempt that registered
   std::string Describe(int rank) const;
   double MedianStepSeconds() const;
 

@@ -9,13 +9,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <regex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/file_util.h"
 
 namespace clipscale {
 namespace {
@@ -28,8 +27,9 @@ std::vector<pid_t> SessionMembers(pid_t sid) {
   while (dirent* entry = ::readdir(proc)) {
     int pid = 0;
     if (!absl::SimpleAtoi(entry->d_name, &pid)) continue;
-    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-    const std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+    if (!stat.ok()) continue;  // gone meanwhile
+    const std::string& text = *stat;
     const size_t close = text.rfind(')');
     if (close == std::string::npos || close + 2 >= text.size()) continue;
     // After "(comm)": state ppid pgrp session ...; a zombie is dead already.

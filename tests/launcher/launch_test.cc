@@ -33,15 +33,7 @@ using testing::ShellQuote;
 std::string Binary() { return testing::ClipscaleBinary(); }
 
 const std::string& DataDir() {
-  static const std::string* dir = [] {
-    auto* d = new std::string(testing::BinaryDir() + "/test_tmp/launch_data");
-    fs::remove_all(*d);
-    auto r = testing::RunCommand(ShellQuote(Binary()) + " data synth --out " + ShellQuote(*d) +
-                                 " --train 384 --val 40 --seed 5");
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return d;
-  }();
-  return *dir;
+  return testing::SharedSynthData("launch_data", "--train 384 --val 40 --seed 5");
 }
 
 // A small CLIP (one block per tower): 24 steps of 32 samples take seconds.

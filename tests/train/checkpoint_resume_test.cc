@@ -35,15 +35,7 @@ constexpr int kRequeueExit = 75;  // train/stop_signal.h
 std::string Binary() { return testing::ClipscaleBinary(); }
 
 const std::string& DataDir() {
-  static const std::string* dir = [] {
-    auto* d = new std::string(testing::BinaryDir() + "/test_tmp/checkpoint_resume_data");
-    fs::remove_all(*d);
-    auto r = testing::RunCommand(ShellQuote(Binary()) + " data synth --out " + ShellQuote(*d) +
-                                 " --train 384 --val 40 --seed 5");
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return d;
-  }();
-  return *dir;
+  return testing::SharedSynthData("checkpoint_resume_data", "--train 384 --val 40 --seed 5");
 }
 
 // A small CLIP (one block per tower) so that a run of 24 steps takes seconds;

@@ -32,15 +32,7 @@ constexpr int kHangTimeoutSeconds = 240;
 std::string Binary() { return testing::ClipscaleBinary(); }
 
 const std::string& DataDir() {
-  static const std::string* dir = [] {
-    auto* d = new std::string(testing::BinaryDir() + "/test_tmp/rank_failure_data");
-    std::filesystem::remove_all(*d);
-    auto r = testing::RunCommand(testing::ShellQuote(Binary()) + " data synth --out " +
-                                 testing::ShellQuote(*d) + " --train 240 --val 30 --seed 5");
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return d;
-  }();
-  return *dir;
+  return testing::SharedSynthData("rank_failure_data", "--train 240 --val 30 --seed 5");
 }
 
 struct JobRun {

@@ -22,16 +22,7 @@ std::string Binary() { return testing::ClipscaleBinary(); }
 
 // The synthetic demo data, once per test binary.
 const std::string& DataDir() {
-  static const std::string* dir = [] {
-    // Not MakeTempDir: that folder is the current test's and is wiped by it.
-    auto* d = new std::string(testing::BinaryDir() + "/test_tmp/train_distributed_data");
-    std::filesystem::remove_all(*d);
-    auto r = testing::RunCommand(testing::ShellQuote(Binary()) + " data synth --out " +
-                                 testing::ShellQuote(*d) + " --train 384 --val 60 --seed 3");
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return d;
-  }();
-  return *dir;
+  return testing::SharedSynthData("train_distributed_data", "--train 384 --val 60 --seed 3");
 }
 
 std::string WriteRecipe(const std::string& dir, const std::string& extra) {
