@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/logging.h"
+#include "core/process_info.h"
 #include "core/status.h"
 #include "core/tensorboard_event.pb.h"
 #include "core/tfrecord.h"
@@ -21,12 +22,6 @@ namespace {
 
 double UnixSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string HostName() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
-  return name;
 }
 
 std::string EventFileName(double now) {

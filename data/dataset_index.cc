@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "core/cpu_affinity.h"
 #include "core/random.h"
 #include "core/crc32c.h"
 #include "core/file_util.h"
@@ -172,7 +173,7 @@ absl::Status DatasetIndex::Build(const std::string& spec, const std::string& pat
   RETURN_IF_ERROR(out.Append(preamble, kPreamble));  // filled in once the header is placed
   const int threads = options.threads > 0
                           ? options.threads
-                          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+                          : AffinityCpuCount();
   // Windows of shards are scanned in parallel, then written in order, so
   // memory holds one window's sections, not the dataset's.
   const size_t window = static_cast<size_t>(threads) * 8;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/cpu_affinity.h"
 #include "core/logging.h"
 #include "core/random.h"
 #include "core/status.h"
@@ -307,7 +308,7 @@ absl::StatusOr<std::unique_ptr<StreamLoader>> StreamLoader::Create(
   auto state = std::make_shared<State>();
   state->options = options;
   if (state->options.workers <= 0) {
-    state->options.workers = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    state->options.workers = AffinityCpuCount();
   }
   state->index = index;
   for (const auto& shard : index->shards()) {

@@ -19,13 +19,17 @@ struct LauncherVars {
   const char* local_rank;
   const char* local_rank_fallback;  // srun --mpi=pmi2 sets PMI_* but not MPI_LOCALRANKID
   const char* local_size;           // ranks on this node (absent: unknown)
+  // Set only in a launched task: a Slurm batch script has SLURM_PROCID=0 and
+  // SLURM_NTASKS=N too, but it is no rank (srun sets SLURM_STEP_ID in tasks).
+  const char* only_with = nullptr;
 };
 
 constexpr LauncherVars kLaunchers[] = {
     {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
      nullptr, "OMPI_COMM_WORLD_LOCAL_SIZE"},
     {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "SLURM_LOCALID", "MPI_LOCALNRANKS"},
-    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr, "SLURM_NTASKS_PER_NODE"},
+    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", nullptr, "SLURM_NTASKS_PER_NODE",
+     "SLURM_STEP_ID"},
     {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", nullptr, "LOCAL_WORLD_SIZE"},
 };
 
@@ -82,9 +86,20 @@ absl::StatusOr<LaunchEnv> FromLauncher(const EnvMap& env, const LauncherVars& va
 
 absl::StatusOr<LaunchEnv> ParseLaunchEnv(const EnvMap& env) {
   for (const LauncherVars& vars : kLaunchers) {
-    if (env.count(vars.rank)) return FromLauncher(env, vars);
+    if (env.count(vars.rank) && (!vars.only_with || env.count(vars.only_with))) {
+      return FromLauncher(env, vars);
+    }
   }
   return LaunchEnv();
+}
+
+absl::StatusOr<int> DeviceForLocalRank(int local_rank, int visible_devices) {
+  if (visible_devices < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device: cuda, but this rank (local rank ", local_rank,
+        ") sees no CUDA device (CUDA_VISIBLE_DEVICES, --gpus-per-task)"));
+  }
+  return std::max(0, local_rank) % visible_devices;
 }
 
 EnvMap ProcessEnvironment() {

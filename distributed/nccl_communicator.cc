@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "distributed/launch_env.h"
 #include "distributed/mpi_util.h"
 #include "distributed/nccl_watchdog.h"
 
@@ -68,8 +69,9 @@ class NcclCommunicator : public Communicator {
     local_rank_ = LocalRankOnHost(world);
     int devices = 0;
     CheckCuda(cudaGetDeviceCount(&devices), "cudaGetDeviceCount", rank_);
-    CS_CHECK_MSG(devices > 0, "rank ", rank_, ": the NCCL backend needs a CUDA device");
-    device_ = local_rank_ % devices;
+    auto device = DeviceForLocalRank(local_rank_, devices);
+    CS_CHECK_MSG(device.ok(), "rank ", rank_, ": the NCCL backend: ", device.status().message());
+    device_ = *device;
     c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_));
     ncclUniqueId id;
     if (rank_ == 0) CheckNccl(ncclGetUniqueId(&id), "ncclGetUniqueId", rank_);

@@ -16,6 +16,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterTrainCommands(app);
   RegisterCkptCommand(app);
   RegisterLaunchCommands(app);
+  RegisterSlurmCommand(app);
 }
 
 }  // namespace clipscale::launcher

@@ -13,6 +13,7 @@ void RegisterDataCommand(CLI::App& app);
 void RegisterTrainCommands(CLI::App& app);
 void RegisterCkptCommand(CLI::App& app);
 void RegisterLaunchCommands(CLI::App& app);  // launch, status
+void RegisterSlurmCommand(CLI::App& app);
 
 // Exit status of the command that ran (set by its callback).
 int ExitCode();

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -16,11 +18,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/file_util.h"
+#include "core/process_info.h"
 #include "core/status.h"
+#include "distributed/launch_env.h"
 #include "launcher/commands.h"
 #include "launcher/coordinator/coordinator.grpc.pb.h"
 #include "launcher/coordinator/coordinator.h"
 #include "launcher/coordinator/coordinator_client.h"
+#include "launcher/coordinator/slurm_env.h"
 #include "launcher/coordinator/supervisor.h"
 #include "train/checkpoint.h"
 #include "train/train_config.h"
@@ -33,10 +38,12 @@ namespace {
 namespace fs = std::filesystem;
 
 struct LaunchOptions {
-  int np = 1;
+  int np = 0;  // 0: the allocation's tasks under Slurm (SLURM_NTASKS), else 1
+  std::string launcher = "auto";
   std::string hostfile;
   int64_t max_restarts = -1;  // -1: launch.max_restarts of the recipe
   std::vector<std::string> mpirun_args;
+  std::vector<std::string> srun_args;
   std::vector<std::string> train_args;  // after --
 };
 
@@ -88,12 +95,6 @@ absl::StatusOr<TrainArgs> ParseTrainArgs(const std::vector<std::string>& args) {
   return out;
 }
 
-std::string SelfExecutable() {
-  std::error_code error;
-  const fs::path self = fs::read_symlink("/proc/self/exe", error);
-  return error ? "clipscale" : self.string();
-}
-
 absl::StatusOr<std::optional<ResumePoint>> Resolve(const std::string& resume,
                                                    const std::string& root) {
   std::vector<std::string> skipped;
@@ -106,16 +107,82 @@ absl::StatusOr<std::optional<ResumePoint>> Resolve(const std::string& resume,
   return std::optional<ResumePoint>(ResumePoint{state.step(), state.index_hash(), *dir});
 }
 
+// Whether a hostfile lists a host other than this one.
+bool HostfileNamesOtherHosts(const std::string& path) {
+  if (path.empty()) return false;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line.substr(0, line.find('#')));
+    std::string host;
+    if (!(words >> host)) continue;
+    if (host != "localhost" && host.rfind("127.", 0) != 0 && host != HostName()) return true;
+  }
+  return false;
+}
+
+// Where the ranks run: srun inside a Slurm allocation (its nodes, its tasks),
+// else mpirun (the hostfile's hosts, or this machine).
+struct Placement {
+  std::string launcher;
+  int np = 1;
+  std::vector<std::pair<std::string, int>> slurm_nodes;
+};
+
+absl::StatusOr<Placement> Place(const LaunchOptions& o) {
+  const EnvMap env = ProcessEnvironment();
+  const bool in_allocation = env.count("SLURM_JOB_ID") > 0;
+  Placement p;
+  p.launcher = o.launcher;
+  if (p.launcher == "auto") p.launcher = in_allocation && o.hostfile.empty() ? "srun" : "mpirun";
+  if (p.launcher != "srun" && p.launcher != "mpirun") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--launcher ", o.launcher, ": expected auto, mpirun or srun"));
+  }
+  if (p.launcher == "srun") {
+    if (!o.hostfile.empty()) {
+      return absl::InvalidArgumentError("--hostfile is for mpirun; srun runs on the allocation's nodes");
+    }
+    auto nodes = AllocationNodes(env);
+    if (!nodes.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--launcher srun: ", nodes.status().message(), "; run it from an sbatch script or salloc"));
+    }
+    p.slurm_nodes = *std::move(nodes);
+    int tasks = 0;
+    for (const auto& node : p.slurm_nodes) tasks += node.second;
+    p.np = o.np > 0 ? o.np : tasks;
+    if (p.np > tasks) {
+      return absl::InvalidArgumentError(absl::StrCat("--np ", p.np, " is more than the ", tasks,
+                                                     " task(s) of the allocation"));
+    }
+  } else {
+    p.np = o.np > 0 ? o.np : 1;
+  }
+  return p;
+}
+
 absl::Status RunLaunch(const LaunchOptions& o) {
   ASSIGN_OR_RETURN(TrainArgs train, ParseTrainArgs(o.train_args));
   std::vector<std::string> overrides = train.overrides;
   ASSIGN_OR_RETURN(const TrainConfig config, LoadTrainConfig(train.config, overrides));
-  if (o.np < 1) return absl::InvalidArgumentError("--np must be at least 1");
-  if (config.data.batch_size % o.np != 0) {
+  if (o.np < 0) return absl::InvalidArgumentError("--np must be at least 1");
+  ASSIGN_OR_RETURN(const Placement placement, Place(o));
+  const int np = placement.np;
+  if (config.data.batch_size % np != 0) {
     return absl::InvalidArgumentError(absl::StrCat("data.batch_size ", config.data.batch_size,
-                                                   " is not divisible by --np ", o.np));
+                                                   " is not divisible by ", np, " rank(s)",
+                                                   o.np > 0 ? " (--np)" : " (the allocation's tasks)"));
   }
   const LaunchConfig& launch = config.launch;
+  const bool loopback = launch.listen.rfind("127.", 0) == 0 || launch.listen.rfind("localhost:", 0) == 0 ||
+                        launch.listen.rfind("[::1]:", 0) == 0;
+  if (loopback && (HostfileNamesOtherHosts(o.hostfile) || placement.slurm_nodes.size() > 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "launch.listen is ", launch.listen, " (this host only), but ranks run on other hosts: "
+        "--set launch.listen=0.0.0.0:0 (the ranks present the job's token), or an address of "
+        "this host they can reach"));
+  }
   const std::string launch_dir = config.output + "/launch";
   std::error_code error;
   fs::create_directories(launch_dir, error);
@@ -138,16 +205,20 @@ absl::Status RunLaunch(const LaunchOptions& o) {
   c.keep_every = config.checkpoint.keep_every;
   c.global_batch = config.data.batch_size;
   ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator, Coordinator::Start(c));
-  std::fprintf(stderr, "clipscale launch: job %s, coordinator on %s, %d rank(s), output %s\n",
-               c.job_id.c_str(), coordinator->address().c_str(), o.np, config.output.c_str());
+  std::fprintf(stderr, "clipscale launch: job %s, coordinator on %s, %d rank(s) by %s, output %s\n",
+               c.job_id.c_str(), coordinator->address().c_str(), np, placement.launcher.c_str(),
+               config.output.c_str());
 
   SupervisorOptions s;
   s.binary = SelfExecutable();
   s.train_args = train.passed;
   s.first_resume = train.resume;
-  s.np = o.np;
+  s.np = np;
+  s.launcher = placement.launcher;
   s.hostfile = o.hostfile;
-  s.mpirun_args = o.mpirun_args;
+  s.slurm_nodes = placement.slurm_nodes;
+  s.launcher_args = placement.launcher == "srun" ? o.srun_args : o.mpirun_args;
+  s.job_id = c.job_id;
   s.max_restarts = o.max_restarts >= 0 ? o.max_restarts : launch.max_restarts;
   s.backoff_s = launch.backoff_s;
   s.backoff_max_s = launch.backoff_max_s;
@@ -262,12 +333,22 @@ void RegisterLaunchCommands(CLI::App& app) {
   CLI::App* l = app.add_subcommand(
       "launch", "Run `clipscale train` under a coordinator that restarts it from its last "
                 "checkpoint when a rank dies or hangs");
-  l->add_option("--np", launch->np, "Ranks (processes)")->capture_default_str();
+  l->add_option("--np", launch->np,
+                "Ranks (processes); default: the allocation's tasks inside Slurm, else 1");
+  l->add_option("--launcher", launch->launcher,
+                "How ranks start: auto (srun inside a Slurm allocation without --hostfile, else "
+                "mpirun), mpirun, srun")
+      ->capture_default_str();
   l->add_option("--hostfile", launch->hostfile, "mpirun hostfile (\"host slots=N\" lines)");
   l->add_option("--max-restarts", launch->max_restarts,
                 "Restarts before giving up (default: launch.max_restarts of the recipe)");
   l->add_option("--mpirun-arg", launch->mpirun_args,
                 "Extra mpirun argument (repeatable, one per flag: --mpirun-arg=--bind-to)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  l->add_option("--srun-arg", launch->srun_args,
+                "Extra srun argument (repeatable: --srun-arg=--cpu-bind=cores)")
       ->expected(1)
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);

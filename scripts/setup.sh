@@ -18,6 +18,7 @@ apt_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libwebp-dev zlib1g-dev libcurl4-openssl-dev
   libre2-dev libutf8proc-dev nlohmann-json3-dev libcli11-dev
+  slurm-wlm iproute2  # the Slurm and multi-host tests: slurmctld/slurmd, srun; ip netns
   clang libclang-rt-dev llvm  # sanitizer build, libFuzzer, llvm-symbolizer (scripts/sanitize.sh, fuzz.sh)
 )
 

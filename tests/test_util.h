@@ -42,4 +42,13 @@ std::string Mpirun(int ranks);
 // test's and is wiped by it); later calls with the same name return it.
 const std::string& SharedSynthData(const std::string& name, const std::string& args);
 
+// The small CLIP of the end-to-end job tests (one block per tower, patch
+// dropout on, so the ranks' generators are part of what must resume): the
+// recipe's `model` and `model_overrides` lines. 24 steps of 32 take seconds.
+inline constexpr char kTinyModelYaml[] =
+    "model: tiny\n"
+    "model_overrides: [\"vision.layers=1\", \"text.layers=1\", \"vision.width=64\", "
+    "\"vision.head_width=32\", \"text.width=64\", \"text.heads=1\", \"embed_dim=32\", "
+    "\"vision.patch_dropout=0.5\"]\n";
+
 }  // namespace clipscale::testing

@@ -6,7 +6,6 @@
 #include <limits>
 #include <cstdio>
 #include <filesystem>
-#include <thread>
 
 #include <torch/torch.h>
 
@@ -15,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "core/process_info.h"
 #include "core/config.h"
 #include "core/file_util.h"
 #include "core/logging.h"
@@ -23,6 +23,7 @@
 #include "core/random.h"
 #include "core/status.h"
 #include "distributed/communicator_factory.h"
+#include "distributed/cpu_share.h"
 #include "distributed/launch_env.h"
 #include "core/checkpoint_dir.h"
 #include "models/weights_io.h"
@@ -102,7 +103,13 @@ absl::Status Trainer::SetupDistributed() {
   if (device == "cpu" && backend == "nccl") {
     return absl::InvalidArgumentError("device: cpu with distributed.backend nccl; use mpi");
   }
-  device_ = device == "cuda" ? torch::Device(torch::kCUDA, comm_->local_rank()) : torch::kCPU;
+  device_ = torch::kCPU;
+  if (device == "cuda") {
+    // The NCCL communicator picks its device by the same rule.
+    ASSIGN_OR_RETURN(const int index, DeviceForLocalRank(comm_->local_rank(),
+                                                         static_cast<int>(torch::cuda::device_count())));
+    device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
   ASSIGN_OR_RETURN(step_options_.loss, ParseLossKind(config_.loss));
   step_options_.micro_batch = config_.data.micro_batch_size;
   step_options_.loss_tile = config_.distributed.loss_tile;
@@ -163,19 +170,41 @@ absl::Status Trainer::Register() {
   return absl::OkStatus();
 }
 
+// Every rank runs the same executable: a host with another install computes
+// other numbers (or a different loader order) and the job would silently
+// diverge. Each rank that differs from another names its own build.
+absl::Status Trainer::CheckSameBuild() {
+  if (world_ == 1) return absl::OkStatus();
+  const auto stamp = static_cast<int64_t>(Fnv1a64(BuildStamp()) >> 1);
+  torch::Tensor both = torch::tensor({stamp, -stamp}, torch::kInt64);
+  HostAllReduce(both, ReduceOp::kMax, *comm_, device_);
+  if (both[0].item<int64_t>() == -both[1].item<int64_t>()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the ranks run different clipscale builds; rank ", rank_, " on ", HostName(), " runs '",
+      BuildStamp(), "': install the same executable on every host"));
+}
+
 absl::Status Trainer::Setup() {
   RETURN_IF_ERROR(SetupDistributed());
+  RETURN_IF_ERROR(CheckSameBuild());
   checkpoints_root_ = config_.output + "/checkpoints";
-  // The node's cores shared by the ranks on it (2 ranks on 4 cores: 2 each).
-  auto env = ParseLaunchEnv(ProcessEnvironment());
-  const int local = env.ok() ? std::max(1, env->local_size) : 1;
-  const int share = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local);
-  if (config_.threads > 0) {
-    torch::set_num_threads(config_.threads);
-  } else if (device_.is_cpu()) {
-    torch::set_num_threads(std::min(torch::get_num_threads(), share));
-  }
+  // The CPUs the launcher gave this rank, shared with the ranks on the same
+  // host that may run on them (distributed/cpu_share.h).
+  const CpuShare cpus = ShareCpusOnHost();
+  const int share = cpus.threads();
+  torch::set_num_threads(config_.threads > 0 ? static_cast<int>(config_.threads) : share);
   workers_ = config_.data.workers > 0 ? static_cast<int>(config_.data.workers) : share;
+  {
+    torch::Tensor threads = torch::full({2}, torch::get_num_threads(), torch::kInt64);
+    threads[1] = -threads[1];
+    HostAllReduce(threads, ReduceOp::kMax, *comm_, device_);
+    if (rank_ == 0) {
+      LogInfo("threads per rank: ", -threads[1].item<int64_t>(), " to ", threads[0].item<int64_t>(),
+              config_.threads > 0 ? " (threads in the recipe)" : "", "; rank 0: ",
+              torch::get_num_threads(), " (", cpus.ToString(), "), ", workers_,
+              " decode workers");
+    }
+  }
   ASSIGN_OR_RETURN(tokenizer_, ClipTokenizer::LoadDefault());
   RETURN_IF_ERROR(LoadData());
   RETURN_IF_ERROR(Annotate(ValidateSchedule(config_.schedule, total_steps_),

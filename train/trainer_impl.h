@@ -41,6 +41,7 @@ class Trainer {
       : config_(config), job_(job), model_(nullptr) {}
 
   absl::Status Setup();
+  absl::Status CheckSameBuild();
   absl::StatusOr<TrainResult> Run();
 
  private:

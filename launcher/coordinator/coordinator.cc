@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/checkpoint_dir.h"
+#include "core/process_info.h"
 #include "launcher/coordinator/coordinator.grpc.pb.h"
 #include "train/job_control.h"
 
@@ -75,7 +76,8 @@ class Coordinator::Service final : public coordinator::Coordinator::Service {
   Coordinator* c_;
 };
 
-bool Coordinator::Authorized(const Credentials& auth, bool any_attempt, std::string* why) {
+bool Coordinator::Authorized(const Credentials& auth, bool any_attempt, std::string* why,
+                             bool* stale) {
   if (!SameToken(auth.token(), options_.token) || auth.job_id() != options_.job_id) {
     ++refused_;
     *why = "refused: wrong job id or token";
@@ -85,6 +87,7 @@ bool Coordinator::Authorized(const Credentials& auth, bool any_attempt, std::str
     ++refused_;
     *why = absl::StrCat("refused: attempt ", auth.attempt(), " of this job is over (now ",
                         attempt_open_ ? absl::StrCat("attempt ", plan_.attempt) : "none", ")");
+    if (stale) *stale = true;
     return false;
   }
   return true;
@@ -170,8 +173,11 @@ grpc::Status Coordinator::Service::Heartbeat(grpc::ServerContext*,
                                              coordinator::HeartbeatReply*) {
   std::lock_guard<std::mutex> lock(c_->mu_);
   std::string why;
-  if (!c_->Authorized(request->auth(), false, &why)) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, why);
+  bool stale = false;
+  if (!c_->Authorized(request->auth(), false, &why, &stale)) {
+    // ABORTED tells a rank that outlived its attempt's tear-down (a rank on
+    // another host, or in a srun step that is still being killed) to stop.
+    return grpc::Status(stale ? grpc::StatusCode::ABORTED : grpc::StatusCode::UNAUTHENTICATED, why);
   }
   const int rank = request->rank();
   if (!c_->Joined(rank)) {
@@ -332,7 +338,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(CoordinatorOptio
         absl::StrCat("the coordinator cannot listen on ", c->options_.listen));
   }
   const std::string& listen = c->options_.listen;
-  c->address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  std::string host = listen.substr(0, listen.rfind(':'));
+  // Every interface: the ranks on other hosts reach it by this host's name.
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = HostName();
+  c->address_ = absl::StrCat(host, ":", port);
   return c;
 }
 

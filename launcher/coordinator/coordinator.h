@@ -73,7 +73,8 @@ struct JobFault {
 
 class Coordinator {
  public:
-  // Starts serving on options.listen; address() is where it listens.
+  // Starts serving on options.listen; address() is where ranks reach it (this
+  // host's name for 0.0.0.0 or [::], every interface).
   static absl::StatusOr<std::unique_ptr<Coordinator>> Start(CoordinatorOptions options);
   ~Coordinator();
 
@@ -136,7 +137,9 @@ class Coordinator {
 
   explicit Coordinator(CoordinatorOptions options);
   // Under mu_.
-  bool Authorized(const coordinator::Credentials& auth, bool any_attempt, std::string* why);
+  // `stale`: the credentials are right but name an attempt that is over.
+  bool Authorized(const coordinator::Credentials& auth, bool any_attempt, std::string* why,
+                  bool* stale = nullptr);
   void DecideSave(int64_t step, SaveRecord* save);
   bool Joined(int rank) const;  // a rank of this attempt that registered
   std::string Describe(int rank) const;

@@ -11,9 +11,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/crc32c.h"
-#include "core/file_util.h"
 #include "core/logging.h"
+#include "core/process_info.h"
 #include "core/status.h"
 #include "launcher/coordinator/coordinator.grpc.pb.h"
 
@@ -49,13 +48,6 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& what) {
 struct CoordinatorClient::Impl {
   std::unique_ptr<coordinator::Coordinator::Stub> stub;
 };
-
-std::string BuildStamp() {
-  std::string stamp = absl::StrCat("clipscale ", CLIPSCALE_VERSION);
-  auto exe = ReadFile("/proc/self/exe");
-  if (exe.ok()) absl::StrAppendFormat(&stamp, " exe %08x", Crc32c(*exe));
-  return stamp;
-}
 
 absl::StatusOr<std::unique_ptr<CoordinatorClient>> CoordinatorClient::FromEnvironment() {
   const char* address = std::getenv(kCoordinatorVariable);
@@ -99,9 +91,7 @@ absl::StatusOr<JobPlan> CoordinatorClient::Register(const WorkerInfo& info) {
   *request.mutable_auth() = auth_;
   request.set_rank(info.rank);
   request.set_world_size(info.world_size);
-  char host[256] = {0};
-  ::gethostname(host, sizeof(host) - 1);
-  request.set_host(info.host.empty() ? host : info.host);
+  request.set_host(info.host.empty() ? HostName() : info.host);
   request.set_pid(info.pid ? info.pid : ::getpid());
   request.set_build(info.build.empty() ? BuildStamp() : info.build);
   request.set_config_hash(info.config_hash);
@@ -157,6 +147,13 @@ void CoordinatorClient::HeartbeatLoop() {
     const grpc::Status status = impl_->stub->Heartbeat(&context, request, &reply);
     if (status.ok()) {
       last_ok = std::chrono::steady_clock::now();
+    } else if (status.error_code() == grpc::StatusCode::ABORTED) {
+      // The supervisor tore this attempt down and this rank survived it (on
+      // another host, or in a srun step Slurm is still killing): stop now
+      // rather than sit in a collective until KillWait or orphan_s.
+      FatalError(__FILE__, __LINE__,
+                 absl::StrCat("the coordinator ended this rank's attempt (", status.error_message(),
+                              "): stopping"));
     } else if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
                status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
       LogWarning("coordinator: heartbeat refused: ", status.error_message());

@@ -64,8 +64,4 @@ class CoordinatorClient final : public JobControl {
   std::thread heartbeat_;
 };
 
-// This binary's identity for the "same build everywhere" check: the version
-// and a CRC32C of the executable file.
-std::string BuildStamp();
-
 }  // namespace clipscale

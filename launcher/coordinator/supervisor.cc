@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -18,9 +19,11 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/file_util.h"
 #include "core/status.h"
+#include "launcher/coordinator/slurm_env.h"
 #include "launcher/coordinator/worker_job.h"
 
 extern char** environ;
@@ -101,7 +104,11 @@ class Supervisor {
  public:
   Supervisor(const SupervisorOptions& o, Coordinator& c)
       : o_(o), coordinator_(c), world_(o.np) {
-    if (!o.hostfile.empty()) hosts_ = ReadHostfile(o.hostfile);
+    if (o.launcher == "srun") {
+      hosts_ = o.slurm_nodes;
+    } else if (!o.hostfile.empty()) {
+      hosts_ = ReadHostfile(o.hostfile);
+    }
   }
   int Run();
 
@@ -124,6 +131,9 @@ class Supervisor {
   void MaybeLeaveOut(const JobFault& fault);
   int GiveUp(int attempt, bool restartable);
   bool Backoff(int attempt);  // false: a signal came while waiting
+  // srun: SIGKILL to what is left of the attempt's step; waits up to wait_s
+  // for it to be gone (its ranks hold the allocation's CPUs).
+  void KillSteps(double wait_s);
 
   const SupervisorOptions& o_;
   Coordinator& coordinator_;
@@ -150,6 +160,7 @@ absl::StatusOr<std::optional<ResumePoint>> Supervisor::StartingPoint(int attempt
 }
 
 std::string Supervisor::Hostfile(int attempt) {
+  if (o_.launcher == "srun") return "";  // srun --exclude instead
   if (hosts_.empty() || excluded_.empty()) return o_.hostfile;
   const std::string path = absl::StrCat(o_.status_path, ".hostfile.", attempt);
   std::string text;
@@ -162,20 +173,38 @@ std::string Supervisor::Hostfile(int attempt) {
 
 std::vector<std::string> Supervisor::Command(int attempt, const std::optional<ResumePoint>& point,
                                              const std::string& hostfile) const {
-  std::vector<std::string> argv = {"mpirun"};
-  if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
-  argv.insert(argv.end(), {"-np", std::to_string(world_)});
-  if (!hostfile.empty()) {
-    argv.insert(argv.end(), {"--hostfile", hostfile});
+  std::vector<std::string> argv;
+  if (o_.launcher == "srun") {
+    // A step of the allocation. srun passes the environment (the job's
+    // credentials) to every task, and forwards SIGUSR1 to them. Open MPI from
+    // Debian reaches Slurm through PMIx only (no PMI2 support built in).
+    // --kill-on-bad-exit=0: a step Slurm cancels holds its CPUs for KillWait
+    // (30 s by default) whether its tasks are gone or not, and the next step
+    // queues behind it; the ranks end themselves instead (Open MPI aborts the
+    // job when PMIx reports a lost rank; the coordinator tells survivors to
+    // stop), and a tear-down SIGKILLs the tasks through scancel.
+    argv = {"srun", "--mpi=pmix", absl::StrCat("--ntasks=", world_), "--kill-on-bad-exit=0",
+            "--export=ALL", absl::StrCat("--job-name=clipscale-", o_.job_id)};
+    if (!excluded_.empty()) {
+      argv.push_back(absl::StrCat("--exclude=", absl::StrJoin(excluded_, ",")));
+      argv.push_back(absl::StrCat("--nodes=", hosts_.size() - excluded_.size()));
+    }
   } else {
-    argv.push_back("--oversubscribe");  // one machine: more ranks than cores is the user's call
+    argv = {"mpirun"};
+    if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+    argv.insert(argv.end(), {"-np", std::to_string(world_)});
+    if (!hostfile.empty()) {
+      argv.insert(argv.end(), {"--hostfile", hostfile});
+    } else {
+      argv.push_back("--oversubscribe");  // one machine: more ranks than cores is the user's call
+    }
+    for (const char* name : {"CLIPSCALE_COORDINATOR", "CLIPSCALE_JOB_ID", "CLIPSCALE_JOB_TOKEN",
+                             "CLIPSCALE_ATTEMPT"}) {
+      argv.insert(argv.end(), {"-x", name});  // to the ranks on other hosts too
+    }
+    for (const std::string& name : o_.forward_env) argv.insert(argv.end(), {"-x", name});
   }
-  for (const char* name : {"CLIPSCALE_COORDINATOR", "CLIPSCALE_JOB_ID", "CLIPSCALE_JOB_TOKEN",
-                           "CLIPSCALE_ATTEMPT"}) {
-    argv.insert(argv.end(), {"-x", name});  // to the ranks on other hosts too
-  }
-  for (const std::string& name : o_.forward_env) argv.insert(argv.end(), {"-x", name});
-  argv.insert(argv.end(), o_.mpirun_args.begin(), o_.mpirun_args.end());
+  argv.insert(argv.end(), o_.launcher_args.begin(), o_.launcher_args.end());
   argv.insert(argv.end(), {o_.binary, "train"});
   argv.insert(argv.end(), o_.train_args.begin(), o_.train_args.end());
   if (point) argv.insert(argv.end(), {"--resume", point->dir});
@@ -214,13 +243,21 @@ void Supervisor::ReportRecovery() {
   recovery_reported_ = true;
 }
 
+void Supervisor::KillSteps(double wait_s) {
+  if (o_.launcher != "srun") return;
+  const char* job = std::getenv("SLURM_JOB_ID");
+  if (job && KillSlurmSteps(job, "clipscale-" + o_.job_id, wait_s) > 0 && wait_s > 0) {
+    std::fprintf(stderr, "clipscale launch: killed the rest of the srun step\n");
+  }
+}
+
 Supervisor::Outcome Supervisor::Watch(WorkerJob& job) {
   Outcome outcome;
   auto last_status_write = Clock::now() - std::chrono::seconds(10);
   while (!(outcome.status = job.Poll())) {
     if (g_signal.load() != 0 && !outcome.stopped) {
-      // mpirun passes SIGUSR1 to the ranks: they save at the next step
-      // boundary and exit 75.
+      // mpirun and srun pass SIGUSR1 to the ranks: they save at the next
+      // step boundary and exit 75.
       std::fprintf(stderr, "clipscale launch: %s received: asking the job to save and stop\n",
                    strsignal(g_signal.load()));
       job.Signal(SIGUSR1);
@@ -228,7 +265,9 @@ Supervisor::Outcome Supervisor::Watch(WorkerJob& job) {
     }
     if (!outcome.stopped && (outcome.fault = coordinator_.Check())) {
       failed_at_ = Clock::now();
-      outcome.status = job.TearDown();
+      std::function<void()> kill_step;
+      if (o_.launcher == "srun") kill_step = [this] { KillSteps(/*wait_s=*/0); };
+      outcome.status = job.TearDown(kill_step, /*grace_s=*/5);
       break;
     }
     ReportRecovery();
@@ -240,6 +279,7 @@ Supervisor::Outcome Supervisor::Watch(WorkerJob& job) {
   }
   if (!outcome.fault) failed_at_ = Clock::now();
   job.Finish();
+  KillSteps(/*wait_s=*/0);  // srun can exit before its step's tasks are gone
   teardown_s_ = Since(*failed_at_);
   return outcome;
 }
@@ -384,8 +424,9 @@ int Supervisor::Run() {
     Record(attempt, fault);
     MaybeLeaveOut(fault);
     if (!fault.restartable || attempt >= o_.max_restarts) return GiveUp(attempt, fault.restartable);
-    coordinator_.EndAttempt("restarting");
+    coordinator_.EndAttempt("restarting");  // a rank still alive is told to stop
     WriteStatus(o_.status_path, coordinator_);
+    KillSteps(/*wait_s=*/30);
     if (!Backoff(attempt)) {
       std::fprintf(stderr, "clipscale launch: %s received while waiting to restart: stopping\n",
                    strsignal(g_signal.load()));

@@ -1,5 +1,5 @@
-// The supervisor of `clipscale launch`: starts the worker job (mpirun, in a
-// session of its own), watches it through the coordinator, tears the whole
+// The supervisor of `clipscale launch`: starts the worker job (mpirun, or srun
+// inside a Slurm allocation, in a session of its own), watches it through the coordinator, tears the whole
 // session down when a rank dies or the job hangs, and starts it again from
 // the last committed checkpoint, with backoff, up to max_restarts times. A
 // slot that keeps failing is left out and the job continues on the largest
@@ -32,8 +32,13 @@ struct SupervisorOptions {
   std::vector<std::string> train_args;  // `clipscale train` arguments, without --resume
   std::string first_resume;             // the user's --resume, for the first attempt
   int np = 1;
-  std::string hostfile;                 // "": every rank on this machine
-  std::vector<std::string> mpirun_args; // passed to mpirun before the program
+  // "mpirun", or "srun": the ranks are a job step of the Slurm allocation this
+  // launch runs in (srun --mpi=pmix; a failed step is started again inside it).
+  std::string launcher = "mpirun";
+  std::string hostfile;                 // mpirun; "": every rank on this machine
+  // srun: the allocation's nodes and their task counts (where slots are left out).
+  std::vector<std::pair<std::string, int>> slurm_nodes;
+  std::vector<std::string> launcher_args;  // passed to mpirun/srun before the program
   int64_t max_restarts = 3;
   double backoff_s = 5, backoff_max_s = 60;
   int64_t exclude_after = 2;
@@ -43,6 +48,7 @@ struct SupervisorOptions {
   // The newest checkpoint that `--resume latest` would take (nullopt: none).
   std::function<absl::StatusOr<std::optional<ResumePoint>>(const std::string& resume)> resolve;
   std::vector<std::string> forward_env;  // names of variables the ranks get too (mpirun -x)
+  std::string job_id;                    // names the srun step: clipscale-<job id>
 };
 
 // Runs the job to the end; returns the launch's exit code (0, 1, or 75/130

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -44,11 +45,41 @@ std::vector<pid_t> SessionMembers(pid_t sid) {
   return pids;
 }
 
+// What mpirun says when it cannot start or reach its daemon on a host: no
+// rank is named, but the host is.
+void ScanHostTrouble(const std::string& line, bool* tcp_block, MpirunVerdict* verdict) {
+  static const std::regex local_re(R"(Local host:\s+(\S+))");
+  static const std::regex ssh_re(R"(ssh: connect to host (\S+) port \d+: (.*\S))");
+  std::smatch m;
+  if (line.find("unable to complete a TCP connection") != std::string::npos) {
+    *tcp_block = true;
+  } else if (*tcp_block && std::regex_search(line, m, local_re)) {
+    *tcp_block = false;
+    if (verdict->host.empty()) {
+      verdict->host = m[1];
+      verdict->what = absl::StrCat("mpirun's daemon on ", m[1].str(),
+                                   " could not connect back over TCP (a host cut off, a "
+                                   "firewall, or the wrong btl/oob_tcp_if_include network)");
+    }
+  } else if (line.find("ssh: connect to host") != std::string::npos &&
+             std::regex_search(line, m, ssh_re) && verdict->host.empty()) {
+    verdict->host = m[1];
+    verdict->what = absl::StrCat("mpirun cannot reach ", m[1].str(), " (ssh: ", m[2].str(), ")");
+  } else if (line.find("ORTE was unable to reliably start one or more daemons") !=
+                 std::string::npos &&
+             verdict->what.empty()) {
+    verdict->what = "mpirun could not start its daemon on every host (a host unreachable, or "
+                    "its rsh/ssh agent failing)";
+  }
+}
+
 void Scan(const std::string& line, MpirunVerdict* verdict) {
   static const std::regex signal_re(
       R"(process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+) \(([^)]*)\))");
   static const std::regex abort_re(R"(MPI_ABORT was invoked on rank (\d+))");
   static const std::regex name_re(R"(Process name:\s+\[\[\d+,\d+\],(\d+)\])");
+  // srun: "srun: error: node7: task 3: Exited with exit code 1" ("tasks 2-3: Killed").
+  static const std::regex srun_re(R"(srun: error: (\S+): tasks? (\d+)[-,\d]*: (.+))");
   if (verdict->rank >= 0) return;  // the first one is the cause
   std::smatch m;
   if (line.find("exited on signal") != std::string::npos && std::regex_search(line, m, signal_re)) {
@@ -58,6 +89,14 @@ void Scan(const std::string& line, MpirunVerdict* verdict) {
   } else if (line.find("MPI_ABORT") != std::string::npos && std::regex_search(line, m, abort_re)) {
     verdict->rank = std::stoi(m[1]);
     verdict->what = "ended the job with MPI_Abort";
+  } else if (line.find("srun: error:") != std::string::npos &&
+             std::regex_search(line, m, srun_re)) {
+    verdict->rank = std::stoi(m[2]);
+    verdict->host = m[1];
+    verdict->what = m[3].str();
+    while (!verdict->what.empty() && std::isspace(static_cast<unsigned char>(verdict->what.back()))) {
+      verdict->what.pop_back();
+    }
   } else if (line.find("Process name") != std::string::npos &&
              std::regex_search(line, m, name_re)) {
     verdict->rank = std::stoi(m[1]);
@@ -129,6 +168,7 @@ void WorkerJob::Pump(int fd, FILE* to) {
       std::fflush(to);
       std::lock_guard<std::mutex> lock(mu_);
       Scan(line, &verdict_);
+      if (verdict_.rank < 0) ScanHostTrouble(line, &tcp_block_, &verdict_);
       start = end + 1;
     }
     pending.erase(0, start);
@@ -151,7 +191,14 @@ void WorkerJob::Signal(int signal) {
   if (!status_) ::kill(pid_, signal);
 }
 
-int WorkerJob::TearDown() {
+int WorkerJob::TearDown(const std::function<void()>& first, double grace_s) {
+  if (first && !Poll()) {
+    first();
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
+    while (!Poll() && std::chrono::steady_clock::now() < end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
   for (int round = 0; round < 50; ++round) {
     const std::vector<pid_t> members = SessionMembers(pid_);
     if (members.empty()) break;

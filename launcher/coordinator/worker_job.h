@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,7 +21,7 @@ namespace clipscale {
 // What mpirun printed about the first rank it lost.
 struct MpirunVerdict {
   int rank = -1;  // -1: it named none
-  std::string host;
+  std::string host;  // also without a rank: the host whose daemon it could not start or reach
   std::string what;  // "killed by signal 9 (Killed)", "ended the job with MPI_Abort", ...
 };
 
@@ -35,7 +36,10 @@ class WorkerJob {
   std::optional<int> Poll();
   void Signal(int signal);  // to mpirun (it forwards SIGUSR1 to the ranks)
   // SIGKILL to every process of the session, then reaps mpirun; returns its wait status.
-  int TearDown();
+  // `first`, when given, runs before and gets up to `grace_s` for the launcher
+  // to exit by itself (srun: the step's tasks are killed through Slurm, so
+  // srun hears of their end; a SIGKILLed srun leaves its step to linger).
+  int TearDown(const std::function<void()>& first = nullptr, double grace_s = 0);
   // After mpirun exited: kills whatever it left behind, and waits for its output.
   void Finish();
   MpirunVerdict verdict();
@@ -49,6 +53,7 @@ class WorkerJob {
   std::thread out_, err_;
   std::mutex mu_;
   MpirunVerdict verdict_;
+  bool tcp_block_ = false;  // inside mpirun's "unable to complete a TCP connection" text
 };
 
 // "exit status 1", "killed by signal 9".

@@ -27,6 +27,15 @@ void ExpectEnv(const LaunchEnv& env, int rank, int size, int local, const std::s
 
 TEST(LaunchEnv, NoLauncherIsOneRank) { ExpectEnv(ParseOk({{"HOME", "/root"}}), 0, 1, 0, "none"); }
 
+// An sbatch script (as Slurm 22.05 sets it up for -n 2: PROCID, NTASKS and
+// LOCALID, but no step) is one process, not rank 0 of 2: `clipscale launch`
+// and `clipscale train` run there must not start MPI as a rank.
+TEST(LaunchEnv, ASlurmBatchScriptIsNoRank) {
+  ExpectEnv(ParseOk({{"SLURM_JOB_ID", "9"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"},
+                     {"SLURM_LOCALID", "0"}}),
+            0, 1, 0, "none");
+}
+
 TEST(LaunchEnv, EachLauncher) {
   ExpectEnv(ParseOk({{"OMPI_COMM_WORLD_RANK", "3"},
                      {"OMPI_COMM_WORLD_SIZE", "8"},
@@ -34,10 +43,23 @@ TEST(LaunchEnv, EachLauncher) {
             3, 8, 1, "openmpi");
   ExpectEnv(ParseOk({{"PMI_RANK", "5"}, {"PMI_SIZE", "6"}, {"MPI_LOCALRANKID", "2"}}), 5, 6, 2,
             "pmi");
-  ExpectEnv(ParseOk({{"SLURM_PROCID", "7"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "3"}}), 7, 16,
-            3, "slurm");
+  ExpectEnv(ParseOk({{"SLURM_PROCID", "7"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "3"},
+                     {"SLURM_STEP_ID", "0"}}),
+            7, 16, 3, "slurm");
   ExpectEnv(ParseOk({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "1"}}), 1, 2, 1,
             "torchrun");
+}
+
+// One rule for the trainer and the NCCL communicator: local rank modulo the
+// devices this rank sees.
+TEST(LaunchEnv, DeviceForLocalRank) {
+  EXPECT_EQ(*DeviceForLocalRank(0, 8), 0);
+  EXPECT_EQ(*DeviceForLocalRank(5, 8), 5);
+  EXPECT_EQ(*DeviceForLocalRank(3, 1), 0);  // srun --gpus-per-task=1: the one it sees
+  EXPECT_EQ(*DeviceForLocalRank(9, 4), 1);  // more ranks than GPUs: shared round-robin
+  auto none = DeviceForLocalRank(2, 0);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(std::string(none.status().message()).find("sees no CUDA device"), std::string::npos);
 }
 
 TEST(LaunchEnv, LocalSize) {
@@ -51,7 +73,9 @@ TEST(LaunchEnv, LocalSize) {
                         {"LOCAL_WORLD_SIZE", "2"}}),
             2);
   // Unknown: 1 (one rank's threads then take all the cores they are given).
-  EXPECT_EQ(local_size({{"SLURM_PROCID", "7"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "3"}}), 1);
+  EXPECT_EQ(local_size({{"SLURM_PROCID", "7"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "3"},
+                        {"SLURM_STEP_ID", "0"}}),
+            1);
   EXPECT_FALSE(ParseLaunchEnv({{"PMI_RANK", "0"}, {"PMI_SIZE", "2"}, {"MPI_LOCALRANKID", "0"},
                                {"MPI_LOCALNRANKS", "two"}})
                    .ok());
@@ -94,7 +118,8 @@ TEST(LaunchEnv, RejectsBadValuesNamingTheVariable) {
       {{{"RANK", "0"}, {"WORLD_SIZE", "0"}}, "WORLD_SIZE"},
       {{{"RANK", "0"}, {"WORLD_SIZE", "2"}}, "LOCAL_RANK"},
       {{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", "2"}}, "LOCAL_RANK"},
-      {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "99999999999"}}, "SLURM_NTASKS"},
+      {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "99999999999"}, {"SLURM_STEP_ID", "0"}},
+       "SLURM_NTASKS"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<LaunchEnv> parsed = ParseLaunchEnv(c.env);

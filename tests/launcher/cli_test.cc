@@ -111,5 +111,49 @@ TEST(CliTest, EmbedZeroShotAndEvalOnSavedWeights) {
   EXPECT_EQ(r.exit_code, 1);  // weights that are not safetensors
 }
 
+
+// The job scripts in configs/slurm/ are what `clipscale slurm` writes today
+// (for an install at /opt/clipscale): they cannot drift from the generator.
+TEST(CliTest, SlurmExamplesAreWhatTheGeneratorWrites) {
+  const std::string dir = testing::MakeTempDir();
+  std::filesystem::create_directories(dir + "/configs");
+  std::filesystem::copy_file(testing::SourceDir() + "/configs/demo.yaml", dir + "/configs/demo.yaml");
+  struct Example {
+    const char* file;
+    const char* args;
+  };
+  for (const Example& e :
+       {Example{"demo-1node-8gpu.sbatch", "--nodes 1 --gpus-per-node 8 --cpus-per-task 12"},
+        Example{"demo-4nodes-8gpu.sbatch",
+                "--nodes 4 --gpus-per-node 8 --cpus-per-task 12 --partition gpu --account proj "
+                "--time 48:00:00"}}) {
+    SCOPED_TRACE(e.file);
+    auto r = testing::RunCommand("cd " + testing::ShellQuote(dir) + " && (" +
+                                 testing::ShellQuote(Binary()) + " slurm --config configs/demo.yaml " +
+                                 e.args + " --clipscale /opt/clipscale/bin/clipscale > out.sbatch)");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::string script = *ReadFile(dir + "/out.sbatch");
+    for (size_t at; (at = script.find(dir)) != std::string::npos;) script.replace(at, dir.size(), "/opt/clipscale");
+    const std::string example = testing::SourceDir() + "/configs/slurm/" + e.file;
+    auto committed = ReadFile(example);
+    ASSERT_TRUE(committed.ok()) << example;
+    EXPECT_EQ(*committed, script) << "regenerate " << example << " with: clipscale slurm --config "
+                                  << "configs/demo.yaml " << e.args;
+  }
+}
+
+TEST(CliTest, SlurmRefusesARankCountThatDoesNotDivideTheBatch) {
+  auto r = RunCli("slurm --config " + testing::SourceDir() + "/configs/demo.yaml --nodes 3 --gpus-per-node 2");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("data.batch_size 64 of "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("is not divisible by the 6 ranks of --nodes 3 x 2 per node"),
+            std::string::npos)
+      << r.output;
+  r = RunCli("slurm --config " + testing::SourceDir() + "/configs/demo.yaml --gpus-per-node 8 "
+             "--tasks-per-node 4");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("clipscale runs one rank per GPU"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace clipscale

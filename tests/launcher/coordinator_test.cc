@@ -277,6 +277,17 @@ TEST_F(CoordinatorTest, ASilentRankIsDeclaredDead) {
   EXPECT_EQ(fault->rank, 1);
   EXPECT_NE(fault->cause.find("rank 1 on h: no heartbeat for"), std::string::npos) << fault->cause;
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.5);
+  // Once the supervisor ends the attempt, a rank of it that is still alive is
+  // told to stop (ABORTED), not just refused.
+  coordinator_->EndAttempt("restarting");
+  pb::HeartbeatRequest beat;
+  *beat.mutable_auth() = Auth();
+  beat.set_rank(0);
+  pb::HeartbeatReply reply;
+  grpc::ClientContext context;
+  const grpc::Status over = stub_->Heartbeat(&context, beat, &reply);
+  EXPECT_EQ(over.error_code(), grpc::StatusCode::ABORTED) << over.error_message();
+  EXPECT_NE(over.error_message().find("of this job is over"), std::string::npos);
 }
 
 TEST(ShrunkWorldSize, LargestDivisorThatFits) {

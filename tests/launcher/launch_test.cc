@@ -44,11 +44,7 @@ const std::string& DataDir() {
 std::string WriteRecipe(const std::string& dir, const std::string& extra = "") {
   const std::string path = dir + "/recipe.yaml";
   std::ofstream(path)
-      << "model: tiny\n"
-         "model_overrides: [\"vision.layers=1\", \"text.layers=1\", \"vision.width=64\", "
-         "\"vision.head_width=32\", \"text.width=64\", \"text.heads=1\", \"embed_dim=32\", "
-         "\"vision.patch_dropout=0.5\"]\n"
-         "data:\n  train: "
+      << testing::kTinyModelYaml << "data:\n  train: "
       << DataDir() << "/train\n  batch_size: 32\n  log_sample_keys: true\n"
          "schedule:\n  lr: 1.0e-3\n  warmup_steps: 4\n"
          "epochs: 2\nthreads: 1\nlog_every: 4\n"

@@ -11,3 +11,6 @@ clipscale_test(launch_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/launch_test.cc
   DEPS clipscale_core LABELS "e2e;mpi" TIMEOUT 1200)
 add_dependencies(launch_test clipscale)
 set_tests_properties(launch_test PROPERTIES COST 200)
+# The Slurm allocation as the launcher reads it; srun's failure lines.
+clipscale_test(slurm_env_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/slurm_env_test.cc
+  DEPS clipscale_coordinator LABELS "unit")

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <vector>
 
@@ -168,6 +169,53 @@ TEST(TrainDistributed, TorchrunVariablesWithoutMpiFail) {
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("started 2 ranks but MPI sees 1"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir + "/run/metrics.jsonl"));
+}
+
+// A host with another install of clipscale would compute other numbers: the
+// job stops before the first step, and the rank that differs names its build.
+TEST(TrainDistributed, RanksOfDifferentBuildsAreRefused) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string recipe = WriteRecipe(dir, "");
+  const std::string other = dir + "/clipscale-other";
+  std::filesystem::copy_file(Binary(), other);
+  std::ofstream(other, std::ios::app) << "another build";  // still runs; its CRC differs
+  std::filesystem::permissions(other, std::filesystem::perms::owner_exec,
+                               std::filesystem::perm_options::add);
+  const std::string args = " train --config " + testing::ShellQuote(recipe) + " --set output=" +
+                           testing::ShellQuote(dir + "/run");
+  auto r = testing::RunCommand(testing::Mpirun(1) + testing::ShellQuote(Binary()) + args + " : -np 1 " +
+                               testing::ShellQuote(other) + args);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("the ranks run different clipscale builds; rank 1 on "), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("install the same executable on every host"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/metrics.jsonl"));
+}
+
+// The threads a rank picks follow the CPUs it may run on (taskset, mpirun's
+// binding) and the ranks of the host that share them.
+TEST(TrainDistributed, ThreadsFollowTheAffinityMask) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string recipe = WriteRecipe(dir, "max_steps: 1\n");
+  auto line = [&](const std::string& launch) {
+    auto r = Train(launch, recipe, dir + "/run", "--set threads=0 --set schedule.warmup_steps=0");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    std::smatch m;
+    EXPECT_TRUE(std::regex_search(r.output, m, std::regex("threads per rank: [^\n]*"))) << r.output;
+    return m.str();
+  };
+  EXPECT_EQ(line("taskset -c 0 "),
+            "threads per rank: 1 to 1; rank 0: 1 (1 thread: 1 CPU shared by 1 of 1 rank on this "
+            "host), 1 decode workers");
+  // Two ranks bound to nothing share both cores of the machine (CI has 2).
+  const std::string both = "taskset -c 0,1 " + testing::Mpirun(2) + "--bind-to none ";
+  EXPECT_EQ(line(both),
+            "threads per rank: 1 to 1; rank 0: 1 (1 thread: 2 CPUs shared by 2 of 2 ranks on this "
+            "host), 1 decode workers");
+  // One rank per core (mpirun --bind-to core): each has its core alone.
+  EXPECT_EQ(line("taskset -c 0,1 " + testing::Mpirun(2) + "--bind-to core "),
+            "threads per rank: 1 to 1; rank 0: 1 (1 thread: 1 CPU shared by 1 of 2 ranks on this "
+            "host), 1 decode workers");
 }
 
 }  // namespace
