@@ -25,9 +25,7 @@ CpuShare ShareCpusOnHost() {
   CpuShare share;
   share.affinity_cpus = std::max(1, CPU_COUNT(&mine));
   if (!MpiRuntime::Active()) return share;
-  MPI_Comm host = MPI_COMM_NULL;
-  CheckMpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host),
-           "MPI_Comm_split_type", MPI_COMM_WORLD);
+  MPI_Comm host = HostCommunicator(MPI_COMM_WORLD);
   int local = 1;
   MPI_Comm_size(host, &local);
   std::vector<cpu_set_t> masks(static_cast<size_t>(local));

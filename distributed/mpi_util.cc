@@ -30,10 +30,15 @@ MPI_Comm DupCommunicator(MPI_Comm parent) {
   return comm;
 }
 
-int LocalRankOnHost(MPI_Comm comm) {
+MPI_Comm HostCommunicator(MPI_Comm comm) {
   MPI_Comm host = MPI_COMM_NULL;
   CheckMpi(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host),
            "MPI_Comm_split_type", comm);
+  return host;
+}
+
+int LocalRankOnHost(MPI_Comm comm) {
+  MPI_Comm host = HostCommunicator(comm);
   int local = 0;
   MPI_Comm_rank(host, &local);
   MPI_Comm_free(&host);

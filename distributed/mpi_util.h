@@ -14,6 +14,10 @@ void CheckMpi(int rc, const char* call, MPI_Comm comm);
 // MPI_ERRORS_RETURN on the copy. Aborts unless MPI is active.
 MPI_Comm DupCommunicator(MPI_Comm parent);
 
+// The ranks of `comm` on this host (MPI_COMM_TYPE_SHARED); the caller frees it
+// with MPI_Comm_free.
+MPI_Comm HostCommunicator(MPI_Comm comm);
+
 // This process's index among the ranks of `comm` on the same host.
 int LocalRankOnHost(MPI_Comm comm);
 

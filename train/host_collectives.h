@@ -41,6 +41,30 @@ inline void HostAllReduce(torch::Tensor& host, ReduceOp op, Communicator& comm,
   host_internal::InPlaceThrough(host, device, [&](torch::Tensor& t) { comm.AllReduce(t, op); });
 }
 
+// Each value's largest and smallest over the ranks, in one all-reduce (MAX of
+// v and of ~v; ~ rather than -, which overflows for INT64_MIN). A value is the
+// same on every rank when its max equals its min.
+struct HostMaxMin {
+  std::vector<int64_t> max, min;
+  bool same(size_t i) const { return max[i] == min[i]; }
+};
+inline HostMaxMin HostAllMaxMin(const std::vector<int64_t>& values, Communicator& comm,
+                                const torch::Device& device) {
+  const auto n = static_cast<int64_t>(values.size());
+  torch::Tensor t = torch::empty({2, n}, torch::kInt64);
+  for (int64_t i = 0; i < n; ++i) {
+    t[0][i] = values[i];
+    t[1][i] = ~values[i];
+  }
+  HostAllReduce(t, ReduceOp::kMax, comm, device);
+  HostMaxMin out;
+  for (int64_t i = 0; i < n; ++i) {
+    out.max.push_back(t[0][i].item<int64_t>());
+    out.min.push_back(~t[1][i].item<int64_t>());
+  }
+  return out;
+}
+
 inline torch::Tensor HostAllGather(const torch::Tensor& host, Communicator& comm,
                                    const torch::Device& device) {
   return comm.AllGather(host.to(device)).to(torch::kCPU);

@@ -19,19 +19,6 @@ int64_t AsInt64(uint64_t h) {
   return v;
 }
 
-// True on every rank when all ranks hold the same values (MAX of v and of ~v).
-torch::Tensor MaxAndNegMax(const std::vector<int64_t>& values, Communicator& comm,
-                           const torch::Device& device) {
-  const auto n = static_cast<int64_t>(values.size());
-  torch::Tensor t = torch::empty({2, n}, torch::kInt64);
-  for (int64_t i = 0; i < n; ++i) {
-    t[0][i] = values[i];
-    t[1][i] = ~values[i];  // ~ instead of -, which overflows for INT64_MIN
-  }
-  HostAllReduce(t, ReduceOp::kMax, comm, device);
-  return t;
-}
-
 std::string CacheRoot() {
   if (const char* cache = std::getenv("CLIPSCALE_CACHE"); cache && *cache) return cache;
   const char* home = std::getenv("HOME");
@@ -55,21 +42,18 @@ absl::Status CheckSameIndex(const DatasetIndex& index, Communicator& comm,
                             const torch::Device& device) {
   if (comm.size() == 1) return absl::OkStatus();
   const auto shards = static_cast<int64_t>(index.shards().size());
-  torch::Tensor head = MaxAndNegMax({AsInt64(index.hash()), shards}, comm, device);
-  auto same = [](const torch::Tensor& t, int64_t i) {
-    return t[0][i].item<int64_t>() == ~t[1][i].item<int64_t>();
-  };
-  if (same(head, 0)) return absl::OkStatus();
-  if (!same(head, 1)) {
+  const HostMaxMin head = HostAllMaxMin({AsInt64(index.hash()), shards}, comm, device);
+  if (head.same(0)) return absl::OkStatus();
+  if (!head.same(1)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the ranks see different training datasets: ", shards, " shards here, ",
-        head[0][1].item<int64_t>(), " on another rank (", index.spec(), ")"));
+        "the ranks see different training datasets: ", shards, " shards here, ", head.max[1],
+        " on another rank (", index.spec(), ")"));
   }
   std::vector<int64_t> hashes(shards);
   for (int64_t i = 0; i < shards; ++i) hashes[i] = AsInt64(index.ShardHash(i));
-  torch::Tensor all = MaxAndNegMax(hashes, comm, device);
+  const HostMaxMin all = HostAllMaxMin(hashes, comm, device);
   for (int64_t i = 0; i < shards; ++i) {
-    if (!same(all, i)) {
+    if (!all.same(static_cast<size_t>(i))) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the ranks see different training datasets: shard ", index.shards()[i].path,
           " differs (size, mtime or contents) between ranks; index it once and pass the .index"));

@@ -175,10 +175,8 @@ absl::Status Trainer::Register() {
 // diverge. Each rank that differs from another names its own build.
 absl::Status Trainer::CheckSameBuild() {
   if (world_ == 1) return absl::OkStatus();
-  const auto stamp = static_cast<int64_t>(Fnv1a64(BuildStamp()) >> 1);
-  torch::Tensor both = torch::tensor({stamp, -stamp}, torch::kInt64);
-  HostAllReduce(both, ReduceOp::kMax, *comm_, device_);
-  if (both[0].item<int64_t>() == -both[1].item<int64_t>()) return absl::OkStatus();
+  const auto stamp = static_cast<int64_t>(Fnv1a64(BuildStamp()));
+  if (HostAllMaxMin({stamp}, *comm_, device_).same(0)) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "the ranks run different clipscale builds; rank ", rank_, " on ", HostName(), " runs '",
       BuildStamp(), "': install the same executable on every host"));
@@ -194,16 +192,11 @@ absl::Status Trainer::Setup() {
   const int share = cpus.threads();
   torch::set_num_threads(config_.threads > 0 ? static_cast<int>(config_.threads) : share);
   workers_ = config_.data.workers > 0 ? static_cast<int>(config_.data.workers) : share;
-  {
-    torch::Tensor threads = torch::full({2}, torch::get_num_threads(), torch::kInt64);
-    threads[1] = -threads[1];
-    HostAllReduce(threads, ReduceOp::kMax, *comm_, device_);
-    if (rank_ == 0) {
-      LogInfo("threads per rank: ", -threads[1].item<int64_t>(), " to ", threads[0].item<int64_t>(),
-              config_.threads > 0 ? " (threads in the recipe)" : "", "; rank 0: ",
-              torch::get_num_threads(), " (", cpus.ToString(), "), ", workers_,
-              " decode workers");
-    }
+  const HostMaxMin threads = HostAllMaxMin({torch::get_num_threads()}, *comm_, device_);
+  if (rank_ == 0) {
+    LogInfo("threads per rank: ", threads.min[0], " to ", threads.max[0],
+            config_.threads > 0 ? " (threads in the recipe)" : "", "; rank 0: ",
+            torch::get_num_threads(), " (", cpus.ToString(), "), ", workers_, " decode workers");
   }
   ASSIGN_OR_RETURN(tokenizer_, ClipTokenizer::LoadDefault());
   RETURN_IF_ERROR(LoadData());
