@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 namespace clipscale {
 
@@ -32,23 +31,10 @@ CropBox RandomResizedCropBox(int width, int height, const RandomResizedCropOptio
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-Image Crop(const Image& image, const CropBox& box) {
-  Image out;
-  out.width = box.width;
-  out.height = box.height;
-  out.rgb.resize(static_cast<size_t>(box.width) * box.height * 3);
-  for (int y = 0; y < box.height; ++y) {
-    const uint8_t* src = &image.rgb[(static_cast<size_t>(box.top + y) * image.width + box.left) * 3];
-    std::memcpy(&out.rgb[static_cast<size_t>(y) * box.width * 3], src,
-                static_cast<size_t>(box.width) * 3);
-  }
-  return out;
-}
-
 void TrainTransform(const Image& image, int size, const RandomResizedCropOptions& options,
                     SplitMix64& rng, float* out) {
   const CropBox box = RandomResizedCropBox(image.width, image.height, options, rng);
-  NormalizeToCHW(Resize(Crop(image, box), size, size), out);
+  NormalizeToCHW(ResizeRegion(image, box.left, box.top, box.width, box.height, size, size), out);
 }
 
 }  // namespace clipscale

@@ -25,9 +25,6 @@ struct RandomResizedCropOptions {
 CropBox RandomResizedCropBox(int width, int height, const RandomResizedCropOptions& options,
                              SplitMix64& rng);
 
-// Copies a box out of an image (the box must lie inside it).
-Image Crop(const Image& image, const CropBox& box);
-
 // Crop + bicubic resize to size x size + normalise, CHW floats into `out`.
 void TrainTransform(const Image& image, int size, const RandomResizedCropOptions& options,
                     SplitMix64& rng, float* out);

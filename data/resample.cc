@@ -1,9 +1,9 @@
 // Pillow's bicubic resampling (libImaging/Resample.c) for 8-bit RGB, reproduced
 // operation for operation so the uint8 output is identical: the same double
 // arithmetic for the coefficients, the same fixed-point rounding, the same
-// order of passes. Only the loop order of the vertical pass differs, which
-// cannot change an integer sum (no partial sum can overflow: |sum| <=
-// 255 * sum|k| < 2^30).
+// order of passes. Only the loop orders differ (the horizontal pass runs as a
+// vertical one over transposed pixels), which cannot change an integer sum (no
+// partial sum can overflow: |sum| <= 255 * sum|k| < 2^30).
 //
 // The coefficients must be computed without fused multiply-add, as Pillow's
 // x86-64 build does: GCC and Clang contract a * b + c by default in C++ when
@@ -92,58 +92,140 @@ CLIPSCALE_NO_FP_CONTRACT AxisKernel PrecomputeKernel(int in_size, int out_size) 
   return kernel;
 }
 
-// Rows [first_row, first_row + rows) of `in` resampled horizontally into `out`.
-void ResampleHorizontal(const uint8_t* in, int in_width, int first_row, int rows,
-                        const AxisKernel& kernel, int out_width, uint8_t* out) {
-  for (int y = 0; y < rows; ++y) {
-    const uint8_t* src = in + static_cast<size_t>(first_row + y) * in_width * 3;
-    uint8_t* dst = out + static_cast<size_t>(y) * out_width * 3;
-    for (int xx = 0; xx < out_width; ++xx) {
-      const int32_t* k = &kernel.coeffs[static_cast<size_t>(xx) * kernel.ksize];
-      const uint8_t* s = src + kernel.start[xx] * 3;
-      int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
-      for (int x = 0, n = kernel.count[xx]; x < n; ++x, s += 3) {
-        s0 += s[0] * k[x];
-        s1 += s[1] * k[x];
-        s2 += s[2] * k[x];
-      }
-      dst[xx * 3 + 0] = Clip8(s0);
-      dst[xx * 3 + 1] = Clip8(s1);
-      dst[xx * 3 + 2] = Clip8(s2);
-    }
-  }
-}
+// The hot loops are compiled twice, for AVX2 and for baseline x86-64, and the
+// loader picks one when the library loads (GCC's function multiversioning).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLIPSCALE_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLIPSCALE_SIMD_CLONES
+#endif
 
-// Vertical pass. Pillow's loop order (each output byte sums its column) reads
-// memory with a stride; here each output row is built from whole input rows,
-// 16 bytes at a time with the sums in registers, which the compiler turns into
-// SIMD code. `row_offset` is the first input row `in` holds.
-void ResampleVertical(const uint8_t* in, int width, int row_offset, const AxisKernel& kernel,
-                      int out_height, uint8_t* out) {
-  constexpr size_t kChunk = 16;
-  const size_t row_len = static_cast<size_t>(width) * 3;
+// Rows of interleaved RGB pixels, `stride` bytes apart (a whole image, or a
+// window of one).
+struct ByteRows {
+  const uint8_t* data;
+  size_t stride;
+};
+
+// Vertical pass: output row yy sums input rows [start, start + count) of
+// `in` (whose first row is input row `row_offset`) with the row's taps. Pillow's
+// loop order (each output byte sums its column) reads memory with a stride;
+// here each output row is built from whole input rows, 32 bytes at a time with
+// the sums in registers, which the compiler turns into SIMD code.
+CLIPSCALE_SIMD_CLONES void ResampleVertical(ByteRows in, size_t row_bytes, int row_offset,
+                                            const AxisKernel& kernel, int out_height,
+                                            uint8_t* out) {
+  constexpr size_t kChunk = 32;
   for (int yy = 0; yy < out_height; ++yy) {
     const int32_t* k = &kernel.coeffs[static_cast<size_t>(yy) * kernel.ksize];
-    const uint8_t* first = in + (kernel.start[yy] - row_offset) * row_len;
+    const uint8_t* first = in.data + (kernel.start[yy] - row_offset) * in.stride;
     const int taps = kernel.count[yy];
-    uint8_t* dst = out + yy * row_len;
+    uint8_t* dst = out + yy * row_bytes;
     size_t i = 0;
-    for (; i + kChunk <= row_len; i += kChunk) {
+    for (; i + kChunk <= row_bytes; i += kChunk) {
       int32_t sums[kChunk];
       for (size_t j = 0; j < kChunk; ++j) sums[j] = kHalf;
       for (int y = 0; y < taps; ++y) {
-        const uint8_t* src = first + y * row_len + i;
+        const uint8_t* src = first + y * in.stride + i;
         const int32_t weight = k[y];
         for (size_t j = 0; j < kChunk; ++j) sums[j] += src[j] * weight;
       }
       for (size_t j = 0; j < kChunk; ++j) dst[i + j] = Clip8(sums[j]);
     }
-    for (; i < row_len; ++i) {
+    for (; i < row_bytes; ++i) {
       int32_t sum = kHalf;
-      for (int y = 0; y < taps; ++y) sum += first[y * row_len + i] * k[y];
+      for (int y = 0; y < taps; ++y) sum += first[y * in.stride + i] * k[y];
       dst[i] = Clip8(sum);
     }
   }
+}
+
+// out (cols rows of `rows` pixels) = the transpose of the rows x cols pixels
+// of `in`, in 16 x 16 blocks so that both sides stay in cache.
+void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
+  constexpr int kBlock = 16;
+  for (int y0 = 0; y0 < rows; y0 += kBlock) {
+    const int y1 = std::min(y0 + kBlock, rows);
+    for (int x0 = 0; x0 < cols; x0 += kBlock) {
+      const int x1 = std::min(x0 + kBlock, cols);
+      for (int y = y0; y < y1; ++y) {
+        const uint8_t* src = in.data + y * in.stride + x0 * 3;
+        uint8_t* dst = out + (static_cast<size_t>(x0) * rows + y) * 3;
+        for (int x = x0; x < x1; ++x, src += 3, dst += static_cast<size_t>(rows) * 3) {
+          dst[0] = src[0];
+          dst[1] = src[1];
+          dst[2] = src[2];
+        }
+      }
+    }
+  }
+}
+
+// Horizontal pass over `rows` rows of `in_width` pixels into rows x out_width
+// pixels. Each output byte is the same integer sum as Pillow's horizontal
+// loop; it is computed as a vertical pass over the transposed rows (the
+// vertical pass vectorises; a horizontal one over interleaved RGB does not).
+void ResampleHorizontal(ByteRows in, int rows, int in_width, const AxisKernel& kernel,
+                        int out_width, uint8_t* out) {
+  std::vector<uint8_t> transposed(static_cast<size_t>(in_width) * rows * 3);
+  TransposePixels(in, rows, in_width, transposed.data());
+  std::vector<uint8_t> resampled(static_cast<size_t>(out_width) * rows * 3);
+  const size_t column_bytes = static_cast<size_t>(rows) * 3;
+  ResampleVertical({transposed.data(), column_bytes}, column_bytes, 0, kernel, out_width,
+                   resampled.data());
+  TransposePixels({resampled.data(), column_bytes}, out_width, rows, out);
+}
+
+// Resize of the width x height pixels at `in` (rows `stride` bytes apart).
+Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height) {
+  const bool need_horizontal = width != in_width;
+  const bool need_vertical = height != in_height;
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.rgb.resize(static_cast<size_t>(width) * height * 3);
+  const size_t in_row_bytes = static_cast<size_t>(in_width) * 3;
+  const size_t out_row_bytes = static_cast<size_t>(width) * 3;
+  if (!need_horizontal && !need_vertical) {
+    for (int y = 0; y < height; ++y) {
+      std::copy_n(in.data + y * in.stride, out_row_bytes, &out.rgb[y * out_row_bytes]);
+    }
+    return out;
+  }
+  AxisKernel vertical = PrecomputeKernel(in_height, height);
+  // Pillow 13 runs the vertical pass first when the height shrinks by more than
+  // twice what the width does (fewer operations); the order changes the
+  // intermediate uint8 rounding, so it must be the same here.
+  const bool vertical_first =
+      height < in_height && (in_height - height) > 2 * (in_width - width);
+  if (vertical_first) {
+    if (!need_horizontal) {
+      ResampleVertical(in, in_row_bytes, 0, vertical, height, out.rgb.data());
+      return out;
+    }
+    std::vector<uint8_t> temp(in_row_bytes * height);
+    ResampleVertical(in, in_row_bytes, 0, vertical, height, temp.data());
+    ResampleHorizontal({temp.data(), in_row_bytes}, height, in_width,
+                       PrecomputeKernel(in_width, width), width, out.rgb.data());
+    return out;
+  }
+  // Horizontal first, producing only the rows the vertical pass reads.
+  int first_row = 0, rows = in_height;
+  if (need_vertical) {
+    first_row = vertical.start[0];
+    rows = vertical.start[height - 1] + vertical.count[height - 1] - first_row;
+  }
+  AxisKernel horizontal = PrecomputeKernel(in_width, width);
+  const ByteRows from_first = {in.data + first_row * in.stride, in.stride};
+  if (!need_vertical) {
+    ResampleHorizontal(from_first, rows, in_width, horizontal, width, out.rgb.data());
+    return out;
+  }
+  std::vector<uint8_t> temp(out_row_bytes * rows);
+  ResampleHorizontal(from_first, rows, in_width, horizontal, width, temp.data());
+  ResampleVertical({temp.data(), out_row_bytes}, out_row_bytes, first_row, vertical, height,
+                   out.rgb.data());
+  return out;
 }
 
 }  // namespace
@@ -152,45 +234,20 @@ Image Resize(const Image& image, int width, int height) {
   CS_CHECK_MSG(width > 0 && height > 0, "Resize to ", width, "x", height);
   CS_CHECK(image.width > 0 && image.height > 0);
   if (width == image.width && height == image.height) return image;
-  const bool need_horizontal = width != image.width;
-  const bool need_vertical = height != image.height;
-  AxisKernel vertical = PrecomputeKernel(image.height, height);
-  Image out;
-  out.width = width;
-  out.height = height;
-  out.rgb.resize(static_cast<size_t>(width) * height * 3);
-  // Pillow 13 runs the vertical pass first when the height shrinks by more than
-  // twice what the width does (fewer operations); the order changes the
-  // intermediate uint8 rounding, so it must be the same here.
-  const bool vertical_first =
-      height < image.height && (image.height - height) > 2 * (image.width - width);
-  if (vertical_first) {
-    if (!need_horizontal) {
-      ResampleVertical(image.rgb.data(), image.width, 0, vertical, height, out.rgb.data());
-      return out;
-    }
-    std::vector<uint8_t> temp(static_cast<size_t>(image.width) * height * 3);
-    ResampleVertical(image.rgb.data(), image.width, 0, vertical, height, temp.data());
-    ResampleHorizontal(temp.data(), image.width, 0, height, PrecomputeKernel(image.width, width),
-                       width, out.rgb.data());
-    return out;
-  }
-  // Horizontal first, producing only the rows the vertical pass reads.
-  int first_row = 0, rows = image.height;
-  if (need_vertical) {
-    first_row = vertical.start[0];
-    rows = vertical.start[height - 1] + vertical.count[height - 1] - first_row;
-  }
-  AxisKernel horizontal = PrecomputeKernel(image.width, width);
-  if (!need_vertical) {
-    ResampleHorizontal(image.rgb.data(), image.width, 0, rows, horizontal, width, out.rgb.data());
-    return out;
-  }
-  std::vector<uint8_t> temp(static_cast<size_t>(width) * rows * 3);
-  ResampleHorizontal(image.rgb.data(), image.width, first_row, rows, horizontal, width,
-                     temp.data());
-  ResampleVertical(temp.data(), width, first_row, vertical, height, out.rgb.data());
-  return out;
+  return ResizeRows({image.rgb.data(), static_cast<size_t>(image.width) * 3}, image.width,
+                    image.height, width, height);
+}
+
+Image ResizeRegion(const Image& image, int left, int top, int region_width, int region_height,
+                   int width, int height) {
+  CS_CHECK_MSG(width > 0 && height > 0, "Resize to ", width, "x", height);
+  CS_CHECK_MSG(left >= 0 && top >= 0 && region_width > 0 && region_height > 0 &&
+                   left + region_width <= image.width && top + region_height <= image.height,
+               "region ", region_width, "x", region_height, "+", left, "+", top, " of a ",
+               image.width, "x", image.height, " image");
+  const size_t stride = static_cast<size_t>(image.width) * 3;
+  return ResizeRows({image.rgb.data() + top * stride + static_cast<size_t>(left) * 3, stride},
+                    region_width, region_height, width, height);
 }
 
 }  // namespace clipscale

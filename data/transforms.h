@@ -28,6 +28,13 @@ inline constexpr ImageNormalization kOpenAiNormalization = {
 // each pass. Identical to PIL's uint8 output. width, height > 0.
 Image Resize(const Image& image, int width, int height);
 
+// Resize of the region_width x region_height box at (left, top), which must lie
+// inside the image: the same bytes as Resize of a copy of that box (the filter
+// stops at the box's edges, as torchvision's crop-then-resize does), without
+// the copy.
+Image ResizeRegion(const Image& image, int left, int top, int region_width, int region_height,
+                   int width, int height);
+
 // torchvision Resize(size) on a PIL image: the shorter side becomes `size`, the
 // longer one int(size * long / short); returned unchanged if already that size.
 Image ResizeShortestSide(const Image& image, int size);

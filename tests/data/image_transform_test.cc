@@ -2,10 +2,12 @@
 // preprocess, compared bit for bit with the venv's Pillow/torchvision/open_clip.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "core/random.h"
 #include "data/image.h"
 #include "data/transforms.h"
 #include "tests/data/image_reference.h"
@@ -121,6 +123,36 @@ TEST(ImageTransformTest, GeometryRules) {
   NormalizeToCHW(Image{4, 4, std::vector<uint8_t>(48, 255)}, chw.data());
   EXPECT_FLOAT_EQ(chw[0], (1.0f - kOpenAiNormalization.mean[0]) / kOpenAiNormalization.std[0]);
   EXPECT_FLOAT_EQ(chw[47], (1.0f - kOpenAiNormalization.mean[2]) / kOpenAiNormalization.std[2]);
+}
+
+// ResizeRegion reads the box in place; it must give the bytes of Resize on a
+// copy of the box, for both pass orders, growing and shrinking, and boxes that
+// touch the image's edges (where the filter stops at the box, not the image).
+TEST(ImageTransformTest, ResizeRegionEqualsResizeOfTheCopiedBox) {
+  Image noise{97, 83, std::vector<uint8_t>(97 * 83 * 3)};
+  SplitMix64 rng(7);
+  for (uint8_t& v : noise.rgb) v = static_cast<uint8_t>(rng.Below(256));
+  struct Case {
+    int left, top, width, height, out_width, out_height;
+  };
+  const Case cases[] = {{0, 0, 97, 83, 64, 64},  {5, 3, 60, 70, 64, 64},  {37, 13, 60, 70, 224, 224},
+                        {0, 40, 97, 43, 90, 7},  {20, 0, 11, 83, 40, 20}, {1, 1, 50, 50, 50, 17},
+                        {30, 30, 40, 20, 40, 20}, {96, 82, 1, 1, 3, 2}};
+  for (const Case& c : cases) {
+    Image box{c.width, c.height, std::vector<uint8_t>(static_cast<size_t>(c.width) * c.height * 3)};
+    for (int y = 0; y < c.height; ++y) {
+      std::copy_n(&noise.rgb[(static_cast<size_t>(c.top + y) * noise.width + c.left) * 3],
+                  c.width * 3, &box.rgb[static_cast<size_t>(y) * c.width * 3]);
+    }
+    const Image expected = c.width == c.out_width && c.height == c.out_height
+                               ? box
+                               : Resize(box, c.out_width, c.out_height);
+    const Image got = ResizeRegion(noise, c.left, c.top, c.width, c.height, c.out_width, c.out_height);
+    EXPECT_EQ(got.width, c.out_width);
+    EXPECT_EQ(got.height, c.out_height);
+    EXPECT_EQ(got.rgb, expected.rgb) << c.left << "," << c.top << " " << c.width << "x" << c.height
+                                     << " -> " << c.out_width << "x" << c.out_height;
+  }
 }
 
 }  // namespace
