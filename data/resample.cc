@@ -161,15 +161,36 @@ void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
   }
 }
 
+// Scratch memory in a thread_local buffer that the thread's next resize reuses
+// (no allocation, page faults or zero-filling per image), unless it grew past
+// what a training image needs: a huge image's scratch is given back.
+class Scratch {
+ public:
+  Scratch(std::vector<uint8_t>& buffer, size_t bytes) : buffer_(buffer) {
+    if (buffer_.size() < bytes) buffer_.resize(bytes);
+  }
+  ~Scratch() {
+    if (buffer_.size() > kMaxKeptBytes) std::vector<uint8_t>().swap(buffer_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  uint8_t* data() { return buffer_.data(); }
+
+ private:
+  static constexpr size_t kMaxKeptBytes = size_t{8} << 20;
+  std::vector<uint8_t>& buffer_;
+};
+
 // Horizontal pass over `rows` rows of `in_width` pixels into rows x out_width
 // pixels. Each output byte is the same integer sum as Pillow's horizontal
 // loop; it is computed as a vertical pass over the transposed rows (the
 // vertical pass vectorises; a horizontal one over interleaved RGB does not).
 void ResampleHorizontal(ByteRows in, int rows, int in_width, const AxisKernel& kernel,
                         int out_width, uint8_t* out) {
-  std::vector<uint8_t> transposed(static_cast<size_t>(in_width) * rows * 3);
+  thread_local std::vector<uint8_t> transposed_buffer, resampled_buffer;
+  Scratch transposed(transposed_buffer, static_cast<size_t>(in_width) * rows * 3);
+  Scratch resampled(resampled_buffer, static_cast<size_t>(out_width) * rows * 3);
   TransposePixels(in, rows, in_width, transposed.data());
-  std::vector<uint8_t> resampled(static_cast<size_t>(out_width) * rows * 3);
   const size_t column_bytes = static_cast<size_t>(rows) * 3;
   ResampleVertical({transposed.data(), column_bytes}, column_bytes, 0, kernel, out_width,
                    resampled.data());
@@ -203,7 +224,8 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
       ResampleVertical(in, in_row_bytes, 0, vertical, height, out.rgb.data());
       return out;
     }
-    std::vector<uint8_t> temp(in_row_bytes * height);
+    thread_local std::vector<uint8_t> temp_buffer;
+    Scratch temp(temp_buffer, in_row_bytes * height);
     ResampleVertical(in, in_row_bytes, 0, vertical, height, temp.data());
     ResampleHorizontal({temp.data(), in_row_bytes}, height, in_width,
                        PrecomputeKernel(in_width, width), width, out.rgb.data());
@@ -221,7 +243,8 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
     ResampleHorizontal(from_first, rows, in_width, horizontal, width, out.rgb.data());
     return out;
   }
-  std::vector<uint8_t> temp(out_row_bytes * rows);
+  thread_local std::vector<uint8_t> temp_buffer;
+  Scratch temp(temp_buffer, out_row_bytes * rows);
   ResampleHorizontal(from_first, rows, in_width, horizontal, width, temp.data());
   ResampleVertical({temp.data(), out_row_bytes}, out_row_bytes, first_row, vertical, height,
                    out.rgb.data());
