@@ -184,17 +184,24 @@ class Scratch {
 // Horizontal pass over `rows` rows of `in_width` pixels into rows x out_width
 // pixels. Each output byte is the same integer sum as Pillow's horizontal
 // loop; it is computed as a vertical pass over the transposed rows (the
-// vertical pass vectorises; a horizontal one over interleaved RGB does not).
+// vertical pass vectorises; a horizontal one over interleaved RGB does not),
+// in bands of rows so that the scratch stays small for any image height.
 void ResampleHorizontal(ByteRows in, int rows, int in_width, const AxisKernel& kernel,
                         int out_width, uint8_t* out) {
+  constexpr int kBand = 64;
+  const int band = std::min(rows, kBand);
   thread_local std::vector<uint8_t> transposed_buffer, resampled_buffer;
-  Scratch transposed(transposed_buffer, static_cast<size_t>(in_width) * rows * 3);
-  Scratch resampled(resampled_buffer, static_cast<size_t>(out_width) * rows * 3);
-  TransposePixels(in, rows, in_width, transposed.data());
-  const size_t column_bytes = static_cast<size_t>(rows) * 3;
-  ResampleVertical({transposed.data(), column_bytes}, column_bytes, 0, kernel, out_width,
-                   resampled.data());
-  TransposePixels({resampled.data(), column_bytes}, out_width, rows, out);
+  Scratch transposed(transposed_buffer, static_cast<size_t>(in_width) * band * 3);
+  Scratch resampled(resampled_buffer, static_cast<size_t>(out_width) * band * 3);
+  for (int y = 0; y < rows; y += band) {
+    const int n = std::min(band, rows - y);
+    const size_t column_bytes = static_cast<size_t>(n) * 3;
+    TransposePixels({in.data + y * in.stride, in.stride}, n, in_width, transposed.data());
+    ResampleVertical({transposed.data(), column_bytes}, column_bytes, 0, kernel, out_width,
+                     resampled.data());
+    TransposePixels({resampled.data(), column_bytes}, out_width, n,
+                    out + static_cast<size_t>(y) * out_width * 3);
+  }
 }
 
 // Resize of the width x height pixels at `in` (rows `stride` bytes apart).
