@@ -221,6 +221,7 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
     return out;
   }
   AxisKernel vertical = PrecomputeKernel(in_height, height);
+  thread_local std::vector<uint8_t> temp_buffer;  // the first pass's output
   // Pillow 13 runs the vertical pass first when the height shrinks by more than
   // twice what the width does (fewer operations); the order changes the
   // intermediate uint8 rounding, so it must be the same here.
@@ -231,7 +232,6 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
       ResampleVertical(in, in_row_bytes, 0, vertical, height, out.rgb.data());
       return out;
     }
-    thread_local std::vector<uint8_t> temp_buffer;
     Scratch temp(temp_buffer, in_row_bytes * height);
     ResampleVertical(in, in_row_bytes, 0, vertical, height, temp.data());
     ResampleHorizontal({temp.data(), in_row_bytes}, height, in_width,
@@ -250,7 +250,6 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
     ResampleHorizontal(from_first, rows, in_width, horizontal, width, out.rgb.data());
     return out;
   }
-  thread_local std::vector<uint8_t> temp_buffer;
   Scratch temp(temp_buffer, out_row_bytes * rows);
   ResampleHorizontal(from_first, rows, in_width, horizontal, width, temp.data());
   ResampleVertical({temp.data(), out_row_bytes}, out_row_bytes, first_row, vertical, height,
@@ -259,14 +258,6 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
 }
 
 }  // namespace
-
-Image Resize(const Image& image, int width, int height) {
-  CS_CHECK_MSG(width > 0 && height > 0, "Resize to ", width, "x", height);
-  CS_CHECK(image.width > 0 && image.height > 0);
-  if (width == image.width && height == image.height) return image;
-  return ResizeRows({image.rgb.data(), static_cast<size_t>(image.width) * 3}, image.width,
-                    image.height, width, height);
-}
 
 Image ResizeRegion(const Image& image, int left, int top, int region_width, int region_height,
                    int width, int height) {
@@ -278,6 +269,10 @@ Image ResizeRegion(const Image& image, int left, int top, int region_width, int 
   const size_t stride = static_cast<size_t>(image.width) * 3;
   return ResizeRows({image.rgb.data() + top * stride + static_cast<size_t>(left) * 3, stride},
                     region_width, region_height, width, height);
+}
+
+Image Resize(const Image& image, int width, int height) {
+  return ResizeRegion(image, 0, 0, image.width, image.height, width, height);
 }
 
 }  // namespace clipscale
