@@ -2,7 +2,7 @@
 same run without saves, in this run, on this machine.
 
     python3 bench/checkpoint_bench.py --clipscale build/bin/clipscale --data demo_data
-        [--config configs/demo.yaml] [--steps 120] [--every 40] [--ranks 2] [--repeats 2]
+        [--config configs/demo.yaml] [--model tiny] [--steps 120] [--every 40] [--ranks 2] [--repeats 2]
 
 Runs of the same recipe, --steps steps each (max_steps; same batches, same
 schedule): no checkpoints and checkpoint.every_steps=N asynchronous (the
@@ -39,6 +39,8 @@ def run(args, output, sets):
             '--set', f'data.train={args.data}/train', '--set', 'data.val=',
             '--set', f'max_steps={args.steps}', '--set', f'output={output}',
             '--set', 'eval.every_steps=0'] + [x for s in sets for x in ('--set', s)]
+    if args.model:
+        cmd += ['--set', f'model={args.model}']
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f'{" ".join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}')
@@ -58,6 +60,7 @@ def main():
     p.add_argument('--clipscale', required=True)
     p.add_argument('--data', required=True, help='folder with train/ shards')
     p.add_argument('--config', default='configs/demo.yaml')
+    p.add_argument('--model', help="model name (default: the recipe's)")
     p.add_argument('--steps', type=int, default=120)
     p.add_argument('--every', type=int, default=40)
     p.add_argument('--ranks', type=int, default=2)

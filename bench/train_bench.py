@@ -1,12 +1,12 @@
 """Training throughput: `clipscale train` against OpenCLIP's training loop.
 
     python bench/train_bench.py --clipscale build/bin/clipscale --data demo_data
-        [--config configs/demo.yaml] [--steps 60] [--batch 64] [--threads 2]
+        [--config configs/demo.yaml] [--model tiny] [--steps 60] [--batch 64] [--threads 2]
         [--warmup 3] [--repeats 1] [--keep DIR]
         [--openclip-loader memory|webdataset] [--workers 1]
 
 Run it with the project venv's python (open_clip, open_clip_train, torch). Both
-sides train the recipe's model (configs/demo.yaml: tiny) on the same samples,
+sides train the recipe's model (configs/demo.yaml: tiny-rn; --model to change it) on the same samples,
 with the same batch, step count, intra-op threads and fp32, on this CPU, in this
 run; each in its own process, one after the other (alternating which goes first
 when --repeats > 1), and the medians are compared.
@@ -132,6 +132,7 @@ def step_rates(step_seconds, batch, warmup):
 
 def run_clipscale(a, s, data_dir, out_dir, env):
     cmd = [a.clipscale, "train", "--config", a.config,
+           "--set", f"model={s['model_yaml']}",
            "--set", f"data.train={data_dir}",
            "--set", "data.val=''",            # no held-out set: no evaluation at all
            "--set", "eval.every_steps=0",
@@ -185,7 +186,7 @@ def run_openclip(a, s, data_dir, env):
 def settings_from(a, recipe, total_steps, epochs):
     opt, sched = recipe.get("optimizer", {}), recipe.get("schedule", {})
     # clipscale's defaults (train/optimizer.h, train/schedule.h) where the recipe is silent.
-    return {"model_yaml": model_yaml(recipe.get("model", "tiny")),
+    return {"model_yaml": model_yaml(a.model or recipe.get("model", "tiny")),
             "steps": total_steps, "epochs": epochs,
             "augment": recipe.get("data", {}).get("augment", True),
             "lr": sched.get("lr", 5e-4),
@@ -201,6 +202,7 @@ def main():
     p.add_argument("--clipscale", required=True, help="the clipscale binary")
     p.add_argument("--data", default="demo_data", help="folder with train/ shards (or shards)")
     p.add_argument("--config", default="configs/demo.yaml", help="recipe, relative to the repo")
+    p.add_argument("--model", help="model name or YAML for both sides (default: the recipe's)")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)

@@ -112,7 +112,7 @@ absl::Status WriteSplit(const SynthOptions& o, const std::string& name, uint64_t
     const int64_t n = std::min<int64_t>(o.per_shard, count - first);
     for (int64_t i = 0; i < n; ++i) {
       const uint64_t index = static_cast<uint64_t>(first + i);
-      const Scene scene = RandomScene(o.seed, split, index);
+      const Scene scene = RandomScene(o.seed, split, index, o.variety);
       const std::string key = absl::StrFormat("%09d", shard * key_base + i);
       ASSIGN_OR_RETURN(std::string jpeg,
                        EncodeJpeg(RenderScene(scene, o.image_size, MixSeed(o.seed, split, ~index)),
@@ -164,14 +164,14 @@ int SceneClass(const Scene& scene) {
   return scene.colour * static_cast<int>(SynthShapes().size()) + scene.shape;
 }
 
-Scene RandomScene(uint64_t seed, uint64_t split, uint64_t index) {
+Scene RandomScene(uint64_t seed, uint64_t split, uint64_t index, const SceneVariety& variety) {
   SplitMix64 rng(MixSeed(seed, split, index));
   Scene scene;
   scene.shape = static_cast<int>(rng.Below(static_cast<int>(SynthShapes().size())));
   scene.colour = static_cast<int>(rng.Below(static_cast<int>(SynthColours().size())));
-  scene.background = static_cast<int>(rng.Below(static_cast<int>(SynthBackgrounds().size())));
-  scene.large = rng.Below(2) == 1;
-  const int count = 1 + static_cast<int>(rng.Below(3));
+  scene.background = static_cast<int>(rng.Below(variety.backgrounds));
+  scene.large = rng.Below(variety.sizes) == 1;
+  const int count = 1 + static_cast<int>(rng.Below(variety.max_objects));
   const double radius = scene.large ? 0.2 + 0.03 * rng.Uniform() : 0.11 + 0.02 * rng.Uniform();
   for (int attempt = 0; static_cast<int>(scene.objects.size()) < count && attempt < 200; ++attempt) {
     SceneObject o{radius + (1 - 2 * radius) * rng.Uniform(), radius + (1 - 2 * radius) * rng.Uniform(),
@@ -181,6 +181,11 @@ Scene RandomScene(uint64_t seed, uint64_t split, uint64_t index) {
       overlaps |= std::hypot(o.cx - other.cx, o.cy - other.cy) < 2.1 * radius;
     }
     if (!overlaps) scene.objects.push_back(o);
+  }
+  if (variety.varied_captions) {
+    scene.says_count = rng.Below(2) == 1;
+    scene.says_size = rng.Below(2) == 1;
+    scene.says_background = rng.Below(2) == 1;
   }
   return scene;
 }
@@ -228,9 +233,19 @@ Image RenderScene(const Scene& scene, int size, uint64_t texture_seed) {
 std::string SceneCaption(const Scene& scene) {
   const size_t n = scene.objects.size();
   const std::string& shape = SynthShapes()[scene.shape];
-  return absl::StrCat(n == 1 ? "a" : CountWord(n), " ", scene.large ? "large" : "small", " ",
-                      SynthColours()[scene.colour], " ", shape, n == 1 ? "" : (shape == "cross" ? "es" : "s"), " on a ",
-                      SynthBackgrounds()[scene.background], " background");
+  const std::string noun = absl::StrCat(scene.says_size ? (scene.large ? "large " : "small ") : "",
+                                        SynthColours()[scene.colour], " ", shape,
+                                        n == 1 ? "" : (shape == "cross" ? "es" : "s"));
+  std::string caption;
+  if (n == 1) {
+    caption = absl::StrCat(std::string("aeiou").find(noun[0]) == std::string::npos ? "a " : "an ", noun);
+  } else {
+    caption = scene.says_count ? absl::StrCat(CountWord(n), " ", noun) : noun;
+  }
+  if (scene.says_background) {
+    absl::StrAppend(&caption, " on a ", SynthBackgrounds()[scene.background], " background");
+  }
+  return caption;
 }
 
 absl::StatusOr<std::string> EncodeJpeg(const Image& image, int quality) {
@@ -253,6 +268,11 @@ absl::Status WriteSynthDataset(const SynthOptions& o) {
   if (o.out.empty()) return absl::InvalidArgumentError("--out is required");
   if (o.train < 0 || o.val < 0 || o.per_shard <= 0 || o.image_size < 16) {
     return absl::InvalidArgumentError("train/val must be >= 0, per_shard > 0, image_size >= 16");
+  }
+  const SceneVariety& v = o.variety;
+  if (v.backgrounds < 1 || v.backgrounds > static_cast<int>(SynthBackgrounds().size()) ||
+      v.sizes < 1 || v.sizes > 2 || v.max_objects < 1 || v.max_objects > 3) {
+    return absl::InvalidArgumentError("backgrounds must be 1 to 3, sizes 1 or 2, max_objects 1 to 3");
   }
   RETURN_IF_ERROR(WriteSplit(o, "train", 0, o.train));
   RETURN_IF_ERROR(WriteSplit(o, "val", 1, o.val));

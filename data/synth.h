@@ -23,14 +23,27 @@ struct Scene {
   int background = 0;  // index into SynthBackgrounds()
   bool large = false;
   std::vector<SceneObject> objects;  // 1 to 3, same shape and colour
+  // What the caption says besides colour and shape.
+  bool says_count = true, says_size = true, says_background = true;
 };
 
 const std::vector<std::string>& SynthShapes();       // "circle", "square", ...
 const std::vector<std::string>& SynthColours();      // "red", "green", ...
 const std::vector<std::string>& SynthBackgrounds();  // "grey", "white", ...
 
+// Which attribute values scenes draw from (the first `backgrounds` of
+// SynthBackgrounds(), small only or small and large, 1 to `max_objects`).
+struct SceneVariety {
+  int backgrounds = 3;
+  int sizes = 2;
+  int max_objects = 3;
+  // Captions mention the count, size and background each with probability 1/2
+  // (the shape and colour always), as alt-text varies in what it says.
+  bool varied_captions = false;
+};
+
 // The scene for sample `index` of a split; a pure function of its arguments.
-Scene RandomScene(uint64_t seed, uint64_t split, uint64_t index);
+Scene RandomScene(uint64_t seed, uint64_t split, uint64_t index, const SceneVariety& variety = {});
 
 // Draws the scene (anti-aliased by 4x4 supersampling, with a mild background
 // texture so JPEG has real content to code).
@@ -51,6 +64,7 @@ struct SynthOptions {
   int image_size = 96;
   int per_shard = 1000;     // samples per .tar
   int jpeg_quality = 90;
+  SceneVariety variety;
 };
 
 // Writes <out>/{train,val}/{shard:05d}.tar (KEY.jpg, KEY.txt, KEY.json),

@@ -53,6 +53,15 @@ void RegisterDataCommand(CLI::App& app) {
       ->capture_default_str();
   synth->add_option("--jpeg-quality", options->jpeg_quality, "JPEG quality")
       ->capture_default_str();
+  synth->add_option("--backgrounds", options->variety.backgrounds,
+                    "Backgrounds drawn (the first N of grey, white, black)")
+      ->capture_default_str();
+  synth->add_option("--sizes", options->variety.sizes, "Object sizes drawn (1: small, 2: small and large)")
+      ->capture_default_str();
+  synth->add_option("--max-objects", options->variety.max_objects, "Objects per scene: 1 to N")
+      ->capture_default_str();
+  synth->add_flag("--varied-captions", options->variety.varied_captions,
+                  "Captions mention count, size and background each with probability 1/2");
   synth->callback([options] {
     absl::Status status = WriteSynthDataset(*options);
     if (!status.ok()) {

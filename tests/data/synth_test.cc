@@ -78,6 +78,70 @@ TEST(SynthTest, CaptionsDescribeTheScene) {
   }
 }
 
+// --varied-captions: the same scenes, captions that leave out the count, the
+// size and the background each with probability 1/2 (never colour or shape).
+TEST(SynthTest, VariedCaptionsSaySomeOfTheScene) {
+  const std::regex pattern(
+      "(a |an |two |three )?((small|large) )?(red|green|blue|yellow|purple|orange) "
+      "(circle|square|triangle|star|cross)(s|es)?( on a (grey|white|black) background)?");
+  SceneVariety varied;
+  varied.varied_captions = true;
+  int said[3] = {0, 0, 0};
+  const int n = 400;
+  for (uint64_t i = 0; i < n; ++i) {
+    const Scene full = RandomScene(3, 0, i), scene = RandomScene(3, 0, i, varied);
+    ASSERT_EQ(scene.shape, full.shape);
+    ASSERT_EQ(scene.colour, full.colour);
+    ASSERT_EQ(scene.background, full.background);
+    ASSERT_EQ(scene.objects.size(), full.objects.size());
+    const std::string caption = SceneCaption(scene);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(caption, m, pattern)) << caption;
+    const size_t count = scene.objects.size();
+    // One object is always "a"/"an" (by the next word's first letter); more are
+    // counted only when the caption says the count.
+    const std::string article = m[1].str();
+    if (count == 1) {
+      EXPECT_EQ(article, std::string("aeiou").find(caption[article.size()]) == std::string::npos
+                             ? "a "
+                             : "an ")
+          << caption;
+    } else {
+      EXPECT_EQ(article, scene.says_count ? (count == 2 ? "two " : "three ") : "") << caption;
+      EXPECT_FALSE(m[6].str().empty()) << caption;  // plural
+    }
+    EXPECT_EQ(m[3].str(), scene.says_size ? (scene.large ? "large" : "small") : "") << caption;
+    EXPECT_EQ(m[8].str(), scene.says_background ? SynthBackgrounds()[scene.background] : "")
+        << caption;
+    EXPECT_EQ(m[4].str(), SynthColours()[scene.colour]);
+    EXPECT_EQ(m[5].str(), SynthShapes()[scene.shape]);
+    said[0] += scene.says_count;
+    said[1] += scene.says_size;
+    said[2] += scene.says_background;
+  }
+  for (int k = 0; k < 3; ++k) {  // each about half the time (binomial sd 10)
+    EXPECT_GT(said[k], n / 2 - 50) << k;
+    EXPECT_LT(said[k], n / 2 + 50) << k;
+  }
+  EXPECT_EQ(SceneCaption(RandomScene(3, 0, 0)), SceneCaption(RandomScene(3, 0, 0, SceneVariety{})));
+}
+
+TEST(SynthTest, VarietyLimitsTheScenes) {
+  SceneVariety plain;
+  plain.backgrounds = 1;
+  plain.sizes = 1;
+  plain.max_objects = 1;
+  for (uint64_t i = 0; i < 100; ++i) {
+    const Scene scene = RandomScene(3, 0, i, plain);
+    EXPECT_EQ(scene.background, 0);
+    EXPECT_FALSE(scene.large);
+    EXPECT_EQ(scene.objects.size(), 1u);
+  }
+  SynthOptions o = Small(testing::MakeTempDir() + "/bad");
+  o.variety.max_objects = 4;
+  EXPECT_FALSE(WriteSynthDataset(o).ok());
+}
+
 TEST(WebDatasetTest, KeyAndExtensionFollowWebDataset) {
   std::string key, ext;
   ASSERT_TRUE(SplitMemberName("a/b/000001.seg.PNG", &key, &ext));
