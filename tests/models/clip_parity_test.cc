@@ -34,11 +34,12 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.Label(); }
 
-// tiny is not an OpenCLIP model: Python reads our YAML for it. For the others
-// Python uses open_clip's own JSON, so a wrong YAML shows up here as well.
+// tiny and tiny-rn (the demo's) are not OpenCLIP models: Python reads our YAML
+// for them. For the others Python uses open_clip's own JSON, so a wrong YAML
+// shows up here as well.
 std::string PythonConfigArg(const std::string& model) {
-  if (model != "tiny") return model;
-  auto path = FindDataFile("configs/models/tiny.yaml");
+  if (model != "tiny" && model != "tiny-rn") return model;
+  auto path = FindDataFile("configs/models/" + model + ".yaml");
   CS_CHECK_OK(path.status());
   return *path;
 }
@@ -208,7 +209,8 @@ TEST_P(ClipParityTest, InitStatisticsMatchOpenClip) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ClipParityTest,
-                         ::testing::Values(Case{"tiny", 4}, Case{"ViT-B-32", 2}, Case{"RN50", 2}),
+                         ::testing::Values(Case{"tiny", 4}, Case{"tiny-rn", 4}, Case{"ViT-B-32", 2},
+                                           Case{"RN50", 2}),
                          [](const auto& info) {
                            std::string name = info.param.model;
                            std::replace(name.begin(), name.end(), '-', '_');
