@@ -46,3 +46,5 @@ add_dependencies(checkpoint_resume_test clipscale)
 # running alone at the end.
 set_tests_properties(train_test PROPERTIES COST 240)
 set_tests_properties(checkpoint_resume_test PROPERTIES COST 150)
+clipscale_test(grad_scaler_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/grad_scaler_test.cc
+  DEPS clipscale_train LABELS "unit;parity" TORCH_PCH)
