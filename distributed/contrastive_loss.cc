@@ -115,6 +115,15 @@ at::Tensor RowDotSum(const at::Tensor& a, const at::Tensor& b) {
   return total;
 }
 
+// Rows [i0, i1) of x times the 0-dim `scale`, in `buffer` (at least i1 − i0
+// rows): a tile's left operand, scaled on the device.
+at::Tensor ScaledRows(const at::Tensor& x, int64_t i0, int64_t i1, const at::Tensor& scale,
+                      const at::Tensor& buffer) {
+  at::Tensor rows = buffer.narrow(0, 0, i1 - i0);
+  at::mul_out(rows, x.slice(0, i0, i1), scale);
+  return rows;
+}
+
 // Folds one tile's log Σ exp along `dim` into running (max, sum) pairs:
 // max' = max(max, tile max), sum' = sum·e^(max−max') + Σ e^(s−max').
 void FoldLse(const at::Tensor& s, int64_t dim, at::Tensor max, at::Tensor sum, at::Tensor scratch,
@@ -134,7 +143,10 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
     const at::ScalarType acc = AccType(image);
     const at::Tensor x = image.to(acc).contiguous();
     const at::Tensor y_all = GatherRows(text.to(acc).contiguous(), comm);
-    const double scale = log_scale.to(acc).reshape({}).exp().item<double>();
+    // Each tile multiplies its rows of x by s (a device scalar) into a tile×d
+    // buffer, then takes one GEMM: nothing in the loss reads a device value
+    // back (no .item(), no sync), and no n×d copy is made.
+    const at::Tensor scale_t = log_scale.to(acc).reshape({}).exp();
     const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
     const double inf = std::numeric_limits<double>::infinity();
     at::Tensor row_max = at::full({n}, -inf, x.options()), row_sum = at::zeros({n}, x.options());
@@ -143,9 +155,10 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
     at::Tensor pos = at::empty({n}, x.options());  // S_ii of this rank's rows
     at::Tensor tile_max = at::empty({std::min(tile, std::max(n, big_n))}, x.options());
     const Tiles tiles(n, big_n, tile, 2, x.options());
+    at::Tensor xs_buffer = at::empty({std::min(tile, n), x.size(1)}, x.options());
     tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
       at::Tensor s = tiles.Buffer(0, i1 - i0, j1 - j0), scratch = tiles.Buffer(1, i1 - i0, j1 - j0);
-      at::addmm_out(s, s, x.slice(0, i0, i1), y_all.slice(0, j0, j1).t(), 0, scale);
+      at::mm_out(s, ScaledRows(x, i0, i1, scale_t, xs_buffer), y_all.slice(0, j0, j1).t());
       const int64_t k = DiagOffset(offset, i0, j0);
       const at::Tensor diag = s.diagonal(k);
       if (diag.numel() > 0) pos.narrow(0, i0 + std::max<int64_t>(0, -k), diag.numel()).copy_(diag);
@@ -174,23 +187,25 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
     const int64_t tile = ctx->saved_data["tile"].toInt();
     const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
     const at::Tensor scale_t = log_scale.to(x.scalar_type()).reshape({}).exp();
-    const double scale = scale_t.item<double>();
-    // G = ∂L/∂S = (g/2N)·(P_row + P_col − 2I); the GEMMs' alpha carries g·s/2N.
-    const double coef =
-        (grad_out[0].to(x.scalar_type()).reshape({}) * scale_t / (2.0 * big_n)).item<double>();
+    // G = ∂L/∂S = (g/2N)·(P_row + P_col − 2I); the tiles sum (P_row + P_col − 2I)·y
+    // and the factor g·s/2N is applied once at the end, as a device scalar.
+    const at::Tensor coef = grad_out[0].to(x.scalar_type()).reshape({}) * scale_t / (2.0 * big_n);
     at::Tensor grad_x = at::zeros_like(x);
     at::Tensor grad_y_all = at::zeros_like(y_all);
     const Tiles tiles(n, big_n, tile, 2, x.options());
+    at::Tensor xs_buffer = at::empty({std::min(tile, n), x.size(1)}, x.options());
     tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
       const at::Tensor xi = x.slice(0, i0, i1), yj = y_all.slice(0, j0, j1);
       at::Tensor s = tiles.Buffer(0, i1 - i0, j1 - j0), p = tiles.Buffer(1, i1 - i0, j1 - j0);
-      at::addmm_out(s, s, xi, yj.t(), 0, scale);
+      at::mm_out(s, ScaledRows(x, i0, i1, scale_t, xs_buffer), yj.t());  // S as in forward
       at::sub_out(p, s, row_lse.slice(0, i0, i1).unsqueeze(1)).exp_();
       s.sub_(col_lse.slice(0, j0, j1).unsqueeze(0)).exp_().add_(p);
       s.diagonal(DiagOffset(offset, i0, j0)).sub_(2.0);
-      grad_x.slice(0, i0, i1).addmm_(s, yj, 1, coef);
-      grad_y_all.slice(0, j0, j1).addmm_(s.t(), xi, 1, coef);
+      grad_x.slice(0, i0, i1).addmm_(s, yj);
+      grad_y_all.slice(0, j0, j1).addmm_(s.t(), xi);
     });
+    grad_x.mul_(coef);
+    grad_y_all.mul_(coef);
     const at::Tensor grad_y = ScatterRows(grad_y_all, comm);
     // ∂L/∂t = Σ_ij G_ij S_ij = Σ_i x_i·∂L/∂x_i over this rank's rows: its share.
     const at::Tensor grad_t = RowDotSum(x, grad_x);
@@ -212,10 +227,12 @@ struct SigLipParts {
 SigLipParts SigLipPass(const at::Tensor& x, const at::Tensor& y_all, const at::Tensor& log_scale,
                        const at::Tensor& bias, Communicator* comm, int64_t tile, bool want_loss,
                        bool want_grads) {
-  const double scale = log_scale.to(x.scalar_type()).reshape({}).exp().item<double>();
+  // s·x per tile and the gradients' factor s/N at the end, as device scalars:
+  // no value of the device is read back inside the loss.
+  const at::Tensor scale_t = log_scale.to(x.scalar_type()).reshape({}).exp();
   const at::Tensor b = bias.to(x.scalar_type()).reshape({}).to(x.device());
   const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
-  const double coef = scale / static_cast<double>(big_n);
+  at::Tensor xs_buffer = at::empty({std::min(tile, n), x.size(1)}, x.options());
   SigLipParts out;
   out.loss = at::zeros({}, x.options());
   at::Tensor grad_y_all, grad_b = at::zeros({}, x.options());
@@ -227,7 +244,7 @@ SigLipParts SigLipPass(const at::Tensor& x, const at::Tensor& y_all, const at::T
   tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const at::Tensor xi = x.slice(0, i0, i1), yj = y_all.slice(0, j0, j1);
     at::Tensor zl = tiles.Buffer(0, i1 - i0, j1 - j0), gs = tiles.Buffer(1, i1 - i0, j1 - j0);
-    at::addmm_out(zl, b, xi, yj.t(), 1, scale);  // ℓ
+    at::addmm_out(zl, b, ScaledRows(x, i0, i1, scale_t, xs_buffer), yj.t());  // ℓ
     const int64_t k = DiagOffset(offset, i0, j0);
     if (want_loss) {
       // z·ℓ: −ℓ off the diagonal, +ℓ on it; log_sigmoid has no softplus cutoff.
@@ -242,10 +259,13 @@ SigLipParts SigLipPass(const at::Tensor& x, const at::Tensor& y_all, const at::T
     if (!want_grads) return;
     at::sigmoid_out(gs, zl).diagonal(k).neg_();
     grad_b.add_(gs.sum());
-    out.gx.slice(0, i0, i1).addmm_(gs, yj, 1, coef);
-    grad_y_all.slice(0, j0, j1).addmm_(gs.t(), xi, 1, coef);
+    out.gx.slice(0, i0, i1).addmm_(gs, yj);
+    grad_y_all.slice(0, j0, j1).addmm_(gs.t(), xi);
   });
   if (!want_grads) return out;
+  const at::Tensor coef = scale_t / static_cast<double>(big_n);
+  out.gx.mul_(coef);
+  grad_y_all.mul_(coef);
   out.gy = ScatterRows(grad_y_all, comm);
   // ∂L/∂t = Σ_ij G_ij (ℓ_ij − b) = Σ_i x_i·∂L/∂x_i; both scalars are this rank's share.
   out.gt = RowDotSum(x, out.gx);
@@ -295,10 +315,9 @@ class SigLipLossFunction : public torch::autograd::Function<SigLipLossFunction> 
       parts = SigLipPass(image.to(acc).contiguous(), GatherRows(text.to(acc).contiguous(), comm),
                          log_scale, bias, comm, ctx->saved_data["tile"].toInt(), false, true);
     }
+    // Always multiplied (exact for the usual g = 1): testing g on the host would sync.
     const at::Tensor g = grad_out[0].to(acc).reshape({});
-    if (g.item<double>() != 1.0) {
-      for (at::Tensor* t : {&parts.gx, &parts.gy, &parts.gt, &parts.gb}) t->mul_(g);
-    }
+    for (at::Tensor* t : {&parts.gx, &parts.gy, &parts.gt, &parts.gb}) t->mul_(g);
     return {parts.gx.to(image.scalar_type()),
             parts.gy.to(text.scalar_type()),
             parts.gt.to(log_scale.scalar_type()).reshape(log_scale.sizes()),
