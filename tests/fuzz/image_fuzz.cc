@@ -48,6 +48,10 @@ int64_t ClaimedPixels(const std::string& bytes) {
           continue;
         }
         const int marker = p[i + 1];
+        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+          i += 2;  // TEM, RSTn, SOI: no length field
+          continue;
+        }
         if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
             marker != 0xCC) {
           return int64_t{(p[i + 5] << 8) | p[i + 6]} * ((p[i + 7] << 8) | p[i + 8]);

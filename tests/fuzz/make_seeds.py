@@ -133,6 +133,15 @@ def image_seeds():
     put("image_fuzz", "truncated_after_junk.jpg", bytes.fromhex(
         "02ffd8ffe000104a4649462720222c393d323c2e331431ffc00014085b0c0210044332"
         "004d11005911004b11e597ffda000e0443004d0059004bff"))
+    # Regression (found by image_fuzz in this harness, not the decoder): a TEM
+    # marker (FF 01, no length field) before the frame; read as if it had a
+    # length, the walk lands inside a comment that holds a fake 65535x65535
+    # frame header, which libjpeg skips with the comment.
+    buf = io.BytesIO()
+    base.save(buf, format="JPEG", quality=50)
+    jpeg = buf.getvalue()
+    put("image_fuzz", "tem_marker_before_frame.jpg", bytes([4]) + jpeg[:2] + bytes.fromhex(
+        "ff010004" "fffe000c" "ffc0001108ffffffff03") + jpeg[2:])
 
 
 if __name__ == "__main__":
