@@ -2,9 +2,11 @@
 // Rank r owns rows R_r = [r·n, (r+1)·n) of the global logit matrix and visits
 // them in tile×tile blocks against all N gathered text columns. Every block
 // lands in one of two or three preallocated tile buffers (the GEMMs write
-// into them, e^t and the step's coefficients ride in the GEMMs' alpha), so
-// neither pass allocates per tile or holds any n×d temporary besides the
-// gradients it returns. CLIP recomputes each block in its backward pass: the
+// into them; e^t multiplies each row block of x, the gradients' factor is
+// applied once at the end), so neither pass allocates per tile or holds any
+// n×d temporary besides the gradients it returns. Inputs keep their dtype (the
+// texts are gathered in it) and are upcast block by block to the accumulation
+// type. CLIP recomputes each block in its backward pass: the
 // column LSE needs every row first, and recomputing is the price of
 // O(n·d + N·d) memory instead of O(n·N). SigLIP needs no such statistics, so it
 // forms its gradients in the forward pass (6·N·n·d FLOPs instead of 8) and
@@ -104,8 +106,8 @@ at::Tensor AllReduceSum(at::Tensor value, Communicator* comm) {
 // temporary, and ATen's pairwise sum within each chunk.
 at::Tensor RowDotSum(const at::Tensor& a, const at::Tensor& b) {
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, a.size(1)));
-  at::Tensor total = at::zeros({}, a.options());
-  at::Tensor scratch = at::empty({std::min(chunk, a.size(0)), a.size(1)}, a.options());
+  at::Tensor total = at::zeros({}, b.options());
+  at::Tensor scratch = at::empty({std::min(chunk, a.size(0)), a.size(1)}, b.options());
   for (int64_t i0 = 0; i0 < a.size(0); i0 += chunk) {
     const int64_t i1 = std::min(i0 + chunk, a.size(0));
     at::Tensor prod = scratch.narrow(0, 0, i1 - i0);
@@ -115,14 +117,46 @@ at::Tensor RowDotSum(const at::Tensor& a, const at::Tensor& b) {
   return total;
 }
 
-// Rows [i0, i1) of x times the 0-dim `scale`, in `buffer` (at least i1 − i0
-// rows): a tile's left operand, scaled on the device.
-at::Tensor ScaledRows(const at::Tensor& x, int64_t i0, int64_t i1, const at::Tensor& scale,
-                      const at::Tensor& buffer) {
-  at::Tensor rows = buffer.narrow(0, 0, i1 - i0);
-  at::mul_out(rows, x.slice(0, i0, i1), scale);
-  return rows;
-}
+// Row blocks [i0, i1) of `x` as the tiles' operands, in the accumulation type
+// `acc` and, when `scale` (0-dim, on the device) is given, multiplied by it. A
+// view of x where neither applies; otherwise computed on the device into one
+// tile×d buffer, so a bf16/fp16 input is upcast block by block and never as a
+// whole n×d or N×d copy (the upcast is exact, so a block equals the block of
+// the fp32 input x.to(acc), and so does the loss). Tiles::ForEach visits a row
+// block's tiles one after another: the rows operand is prepared once per row
+// block, a columns operand once per tile (d/tile of the tile's GEMM).
+class Blocks {
+ public:
+  Blocks(const at::Tensor& x, at::ScalarType acc, int64_t tile, at::Tensor scale = {})
+      : x_(x), scale_(std::move(scale)) {
+    if (x.scalar_type() != acc || scale_.defined()) {
+      buffer_ = at::empty({std::min(tile, x.size(0)), x.size(1)}, x.options().dtype(acc));
+    }
+  }
+  const at::Tensor& Get(int64_t i0, int64_t i1) {
+    if (i0 == i0_ && i1 == i1_) return block_;
+    const at::Tensor rows = x_.slice(0, i0, i1);
+    if (!buffer_.defined()) {
+      block_ = rows;
+    } else {
+      block_ = buffer_.narrow(0, 0, i1 - i0);
+      if (rows.scalar_type() == buffer_.scalar_type()) {
+        at::mul_out(block_, rows, scale_);  // scale_ is defined here
+      } else {
+        // Upcast first: a mixed-dtype mul_out would round s·x to x's dtype.
+        block_.copy_(rows);
+        if (scale_.defined()) block_.mul_(scale_);
+      }
+    }
+    i0_ = i0;
+    i1_ = i1;
+    return block_;
+  }
+
+ private:
+  at::Tensor x_, scale_, buffer_, block_;
+  int64_t i0_ = -1, i1_ = -1;
+};
 
 // Folds one tile's log Σ exp along `dim` into running (max, sum) pairs:
 // max' = max(max, tile max), sum' = sum·e^(max−max') + Σ e^(s−max').
@@ -141,24 +175,27 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& image, const at::Tensor& text,
                             const at::Tensor& log_scale, Communicator* comm, int64_t tile) {
     const at::ScalarType acc = AccType(image);
-    const at::Tensor x = image.to(acc).contiguous();
-    const at::Tensor y_all = GatherRows(text.to(acc).contiguous(), comm);
-    // Each tile multiplies its rows of x by s (a device scalar) into a tile×d
-    // buffer, then takes one GEMM: nothing in the loss reads a device value
-    // back (no .item(), no sync), and no n×d copy is made.
+    // The texts are gathered in their own dtype (bf16: half the bytes of fp32)
+    // and both sides are upcast per block (Blocks).
+    const at::Tensor x = image.contiguous();
+    const at::Tensor y_all = GatherRows(text.contiguous(), comm);
+    // Each row block of x is multiplied by s (a device scalar) into a tile×d
+    // buffer and each tile is then one GEMM: nothing in the loss reads a device
+    // value back (no .item(), no sync), and no n×d copy is made.
+    const at::TensorOptions options = x.options().dtype(acc);
     const at::Tensor scale_t = log_scale.to(acc).reshape({}).exp();
     const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
     const double inf = std::numeric_limits<double>::infinity();
-    at::Tensor row_max = at::full({n}, -inf, x.options()), row_sum = at::zeros({n}, x.options());
-    at::Tensor col_max = at::full({big_n}, -inf, x.options());
-    at::Tensor col_sum = at::zeros({big_n}, x.options());
-    at::Tensor pos = at::empty({n}, x.options());  // S_ii of this rank's rows
-    at::Tensor tile_max = at::empty({std::min(tile, std::max(n, big_n))}, x.options());
-    const Tiles tiles(n, big_n, tile, 2, x.options());
-    at::Tensor xs_buffer = at::empty({std::min(tile, n), x.size(1)}, x.options());
+    at::Tensor row_max = at::full({n}, -inf, options), row_sum = at::zeros({n}, options);
+    at::Tensor col_max = at::full({big_n}, -inf, options);
+    at::Tensor col_sum = at::zeros({big_n}, options);
+    at::Tensor pos = at::empty({n}, options);  // S_ii of this rank's rows
+    at::Tensor tile_max = at::empty({std::min(tile, std::max(n, big_n))}, options);
+    const Tiles tiles(n, big_n, tile, 2, options);
+    Blocks xs(x, acc, tile, scale_t), ys(y_all, acc, tile);
     tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
       at::Tensor s = tiles.Buffer(0, i1 - i0, j1 - j0), scratch = tiles.Buffer(1, i1 - i0, j1 - j0);
-      at::mm_out(s, ScaledRows(x, i0, i1, scale_t, xs_buffer), y_all.slice(0, j0, j1).t());
+      at::mm_out(s, xs.Get(i0, i1), ys.Get(j0, j1).t());
       const int64_t k = DiagOffset(offset, i0, j0);
       const at::Tensor diag = s.diagonal(k);
       if (diag.numel() > 0) pos.narrow(0, i0 + std::max<int64_t>(0, -k), diag.numel()).copy_(diag);
@@ -186,18 +223,20 @@ class ClipLossFunction : public torch::autograd::Function<ClipLossFunction> {
     Communicator* comm = SavedComm(ctx);
     const int64_t tile = ctx->saved_data["tile"].toInt();
     const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
-    const at::Tensor scale_t = log_scale.to(x.scalar_type()).reshape({}).exp();
+    const at::ScalarType acc = row_lse.scalar_type();
+    const at::TensorOptions options = row_lse.options();
+    const at::Tensor scale_t = log_scale.to(acc).reshape({}).exp();
     // G = ∂L/∂S = (g/2N)·(P_row + P_col − 2I); the tiles sum (P_row + P_col − 2I)·y
     // and the factor g·s/2N is applied once at the end, as a device scalar.
-    const at::Tensor coef = grad_out[0].to(x.scalar_type()).reshape({}) * scale_t / (2.0 * big_n);
-    at::Tensor grad_x = at::zeros_like(x);
-    at::Tensor grad_y_all = at::zeros_like(y_all);
-    const Tiles tiles(n, big_n, tile, 2, x.options());
-    at::Tensor xs_buffer = at::empty({std::min(tile, n), x.size(1)}, x.options());
+    const at::Tensor coef = grad_out[0].to(acc).reshape({}) * scale_t / (2.0 * big_n);
+    at::Tensor grad_x = at::zeros(x.sizes(), options);
+    at::Tensor grad_y_all = at::zeros(y_all.sizes(), options);
+    const Tiles tiles(n, big_n, tile, 2, options);
+    Blocks xs(x, acc, tile, scale_t), xr(x, acc, tile), ys(y_all, acc, tile);
     tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-      const at::Tensor xi = x.slice(0, i0, i1), yj = y_all.slice(0, j0, j1);
+      const at::Tensor &xi = xr.Get(i0, i1), &yj = ys.Get(j0, j1);
       at::Tensor s = tiles.Buffer(0, i1 - i0, j1 - j0), p = tiles.Buffer(1, i1 - i0, j1 - j0);
-      at::mm_out(s, ScaledRows(x, i0, i1, scale_t, xs_buffer), yj.t());  // S as in forward
+      at::mm_out(s, xs.Get(i0, i1), yj.t());  // S as in forward
       at::sub_out(p, s, row_lse.slice(0, i0, i1).unsqueeze(1)).exp_();
       s.sub_(col_lse.slice(0, j0, j1).unsqueeze(0)).exp_().add_(p);
       s.diagonal(DiagOffset(offset, i0, j0)).sub_(2.0);
@@ -229,22 +268,24 @@ SigLipParts SigLipPass(const at::Tensor& x, const at::Tensor& y_all, const at::T
                        bool want_grads) {
   // s·x per tile and the gradients' factor s/N at the end, as device scalars:
   // no value of the device is read back inside the loss.
-  const at::Tensor scale_t = log_scale.to(x.scalar_type()).reshape({}).exp();
-  const at::Tensor b = bias.to(x.scalar_type()).reshape({}).to(x.device());
+  const at::ScalarType acc = AccType(x);
+  const at::TensorOptions options = x.options().dtype(acc);
+  const at::Tensor scale_t = log_scale.to(acc).reshape({}).exp();
+  const at::Tensor b = bias.to(acc).reshape({}).to(x.device());
   const int64_t n = x.size(0), big_n = y_all.size(0), offset = comm->rank() * n;
-  at::Tensor xs_buffer = at::empty({std::min(tile, n), x.size(1)}, x.options());
+  Blocks xs(x, acc, tile, scale_t), xr(x, acc, tile), ys(y_all, acc, tile);
   SigLipParts out;
-  out.loss = at::zeros({}, x.options());
-  at::Tensor grad_y_all, grad_b = at::zeros({}, x.options());
+  out.loss = at::zeros({}, options);
+  at::Tensor grad_y_all, grad_b = at::zeros({}, options);
   if (want_grads) {
-    out.gx = at::zeros_like(x);
-    grad_y_all = at::zeros_like(y_all);
+    out.gx = at::zeros(x.sizes(), options);
+    grad_y_all = at::zeros(y_all.sizes(), options);
   }
-  const Tiles tiles(n, big_n, tile, 3, x.options());
+  const Tiles tiles(n, big_n, tile, 3, options);
   tiles.ForEach([&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-    const at::Tensor xi = x.slice(0, i0, i1), yj = y_all.slice(0, j0, j1);
+    const at::Tensor& yj = ys.Get(j0, j1);
     at::Tensor zl = tiles.Buffer(0, i1 - i0, j1 - j0), gs = tiles.Buffer(1, i1 - i0, j1 - j0);
-    at::addmm_out(zl, b, ScaledRows(x, i0, i1, scale_t, xs_buffer), yj.t());  // ℓ
+    at::addmm_out(zl, b, xs.Get(i0, i1), yj.t());  // ℓ
     const int64_t k = DiagOffset(offset, i0, j0);
     if (want_loss) {
       // z·ℓ: −ℓ off the diagonal, +ℓ on it; log_sigmoid has no softplus cutoff.
@@ -260,7 +301,7 @@ SigLipParts SigLipPass(const at::Tensor& x, const at::Tensor& y_all, const at::T
     at::sigmoid_out(gs, zl).diagonal(k).neg_();
     grad_b.add_(gs.sum());
     out.gx.slice(0, i0, i1).addmm_(gs, yj);
-    grad_y_all.slice(0, j0, j1).addmm_(gs.t(), xi);
+    grad_y_all.slice(0, j0, j1).addmm_(gs.t(), xr.Get(i0, i1));
   });
   if (!want_grads) return out;
   const at::Tensor coef = scale_t / static_cast<double>(big_n);
@@ -280,9 +321,9 @@ class SigLipLossFunction : public torch::autograd::Function<SigLipLossFunction> 
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& image, const at::Tensor& text,
                             const at::Tensor& log_scale, const at::Tensor& bias, Communicator* comm,
                             int64_t tile, bool want_grads) {
-    const at::ScalarType acc = AccType(image);
-    const at::Tensor x = image.to(acc).contiguous();
-    const at::Tensor y_all = GatherRows(text.to(acc).contiguous(), comm);
+    // Gathered in the texts' own dtype, upcast per block (Blocks).
+    const at::Tensor x = image.contiguous();
+    const at::Tensor y_all = GatherRows(text.contiguous(), comm);
     SigLipParts parts = SigLipPass(x, y_all, log_scale, bias, comm, tile, true, want_grads);
     if (want_grads) {
       ctx->saved_data["gx"] = parts.gx;
@@ -312,7 +353,7 @@ class SigLipLossFunction : public torch::autograd::Function<SigLipLossFunction> 
       for (const char* key : {"gx", "gy", "gt", "gb"}) ctx->saved_data.erase(key);
     } else {
       Communicator* comm = SavedComm(ctx);
-      parts = SigLipPass(image.to(acc).contiguous(), GatherRows(text.to(acc).contiguous(), comm),
+      parts = SigLipPass(image.contiguous(), GatherRows(text.contiguous(), comm),
                          log_scale, bias, comm, ctx->saved_data["tile"].toInt(), false, true);
     }
     // Always multiplied (exact for the usual g = 1): testing g on the host would sync.

@@ -28,9 +28,12 @@
 // the global batch. (AVG all-reduce would give 1/W of it.) With one rank all
 // gradients are exact as returned.
 //
-// Arithmetic is fp64 for fp64 inputs and fp32 otherwise (bf16/fp16 inputs are
-// upcast per tile); the loss is returned in that accumulation type, the input
-// gradients in the inputs' dtype.
+// Arithmetic is fp64 for fp64 inputs and fp32 otherwise. bf16/fp16 inputs are
+// all-gathered in their own dtype (half the bytes of fp32) and upcast one
+// tile×d block at a time, never as a whole n×d or N×d fp32 copy; since the
+// upcast is exact, the loss of bf16 inputs equals the fp32 loss of the same
+// values. The loss is returned in the accumulation type, the input gradients
+// (accumulated in it) in the inputs' dtype.
 #pragma once
 
 #include <torch/types.h>

@@ -1,6 +1,9 @@
 #include "distributed/mpi_communicator.h"
 
 #include <climits>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 #include <vector>
 
 #include "core/status.h"
@@ -8,6 +11,13 @@
 
 namespace clipscale {
 namespace {
+
+// MPI has no bf16/fp16: their elements travel as 16-bit words, and
+// reductions over them use the ops below, which add (or compare) in fp32 and
+// round each partial result back, as NCCL's bf16/fp16 collectives do.
+bool Is16BitFloat(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf;
+}
 
 MPI_Datatype MpiType(const torch::Tensor& t, int rank) {
   switch (t.scalar_type()) {
@@ -17,14 +27,41 @@ MPI_Datatype MpiType(const torch::Tensor& t, int rank) {
       return MPI_DOUBLE;
     case torch::kInt64:
       return MPI_INT64_T;
+    case torch::kBFloat16:
+    case torch::kHalf:
+      return MPI_UINT16_T;
     default:
-      CS_CHECK_MSG(false, "rank ", rank, ": the MPI backend takes float32, float64 or int64, not ",
+      CS_CHECK_MSG(false, "rank ", rank,
+                   ": the MPI backend takes float32, float64, int64, bfloat16 or float16, not ",
                    std::string(c10::toString(t.scalar_type())));
   }
   return MPI_DATATYPE_NULL;
 }
 
-MPI_Op MpiOp(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM; }
+template <class T, bool kMax>
+void Combine16(void* in, void* inout, int* len, MPI_Datatype* /*type*/) {
+  const T* a = static_cast<const T*>(in);
+  T* b = static_cast<T*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float x = static_cast<float>(a[i]), y = static_cast<float>(b[i]);
+    b[i] = static_cast<T>(kMax ? (x > y || x != x ? x : y) : x + y);  // max keeps a NaN
+  }
+}
+
+MPI_Op CreateOp(MPI_User_function* f) {
+  MPI_Op op = MPI_OP_NULL;
+  CheckMpi(MPI_Op_create(f, /*commute=*/1, &op), "MPI_Op_create", MPI_COMM_WORLD);
+  return op;
+}
+
+MPI_Op MpiOp(const torch::Tensor& t, ReduceOp op) {
+  if (!Is16BitFloat(t)) return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM;
+  // Created once, after MPI_Init (a communicator exists); MPI frees them at finalize.
+  static const MPI_Op ops[2][2] = {
+      {CreateOp(&Combine16<c10::BFloat16, false>), CreateOp(&Combine16<c10::BFloat16, true>)},
+      {CreateOp(&Combine16<c10::Half, false>), CreateOp(&Combine16<c10::Half, true>)}};
+  return ops[t.scalar_type() == torch::kHalf][op == ReduceOp::kMax];
+}
 
 // MPI counts are ints; larger tensors would need chunking, which no caller needs.
 int CheckedCount(const torch::Tensor& t, int rank, const char* op) {
@@ -80,14 +117,14 @@ torch::Tensor MpiCommunicator::ReduceScatter(const torch::Tensor& input) {
   shape[0] /= size_;
   torch::Tensor output = torch::empty(shape, input.options());
   CheckMpi(MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), count / size_,
-                                    MpiType(input, rank_), MPI_SUM, comm_),
+                                    MpiType(input, rank_), MpiOp(input, ReduceOp::kSum), comm_),
            "MPI_Reduce_scatter_block", comm_);
   return output;
 }
 
 void MpiCommunicator::AllReduce(torch::Tensor& tensor, ReduceOp op) {
   int count = CheckedCount(tensor, rank_, "AllReduce");
-  CheckMpi(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), count, MpiType(tensor, rank_), MpiOp(op),
+  CheckMpi(MPI_Allreduce(MPI_IN_PLACE, tensor.data_ptr(), count, MpiType(tensor, rank_), MpiOp(tensor, op),
                          comm_),
            "MPI_Allreduce", comm_);
 }
@@ -95,7 +132,7 @@ void MpiCommunicator::AllReduce(torch::Tensor& tensor, ReduceOp op) {
 std::unique_ptr<CommWork> MpiCommunicator::AllReduceAsync(torch::Tensor& tensor, ReduceOp op) {
   int count = CheckedCount(tensor, rank_, "AllReduceAsync");
   MPI_Request request = MPI_REQUEST_NULL;
-  CheckMpi(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), count, MpiType(tensor, rank_), MpiOp(op),
+  CheckMpi(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), count, MpiType(tensor, rank_), MpiOp(tensor, op),
                           comm_, &request),
            "MPI_Iallreduce", comm_);
   return std::make_unique<MpiWork>(request, tensor);

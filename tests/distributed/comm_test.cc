@@ -1,7 +1,8 @@
 // Multi-rank tests of the communicators, run by ctest under mpiexec (NP 2 and
 // 4 for MPI; NP 1 with a GPU for NCCL). Every rank checks exact values: the
 // inputs are small multiples of 1/8, so every partial sum is exactly
-// representable in float32 and the result cannot depend on reduction order.
+// representable in its dtype (float32, or bf16/fp16 for Value16) and the
+// result cannot depend on reduction order.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -41,6 +42,9 @@ class MpiEnvironment : public ::testing::Environment {
 double Value(int rank, int64_t i) {
   return ((i * 7 + rank * 3) % 11) * 64.0 + rank * 0.5 + i * 0.125;
 }
+// For bf16/fp16 (8 and 11 significant bits): halves in [-5, 7.5], whose sums
+// over up to 4 ranks stay exact in either type.
+double Value16(int rank, int64_t i) { return ((i * 7 + rank * 3) % 11) - 5 + rank * 0.5; }
 int64_t Value64(int rank, int64_t i) {
   return (int64_t{1} << 40) * (rank + 1) + i * 3 - rank * ((i % 3) + 1);
 }
@@ -55,6 +59,9 @@ torch::Tensor Input(int rank, std::vector<int64_t> shape, torch::ScalarType dtyp
   for (int64_t i = 0; i < n; ++i) {
     t[i] = Value(rank, i);
     t64[i] = Value64(rank, i);
+  }
+  if (dtype == torch::kBFloat16 || dtype == torch::kHalf) {
+    for (int64_t i = 0; i < n; ++i) t[i] = Value16(rank, i);
   }
   torch::Tensor out = dtype == torch::kInt64 ? t64 : t.to(dtype);
   return out.reshape(shape).to(device);
@@ -71,7 +78,8 @@ torch::Tensor Reduced(int size, std::vector<int64_t> shape, torch::ScalarType dt
   return acc;
 }
 
-const torch::ScalarType kTypes[] = {torch::kFloat32, torch::kFloat64, torch::kInt64};
+const torch::ScalarType kTypes[] = {torch::kFloat32, torch::kFloat64, torch::kInt64,
+                                    torch::kBFloat16, torch::kHalf};
 
 void CheckAllGather(Communicator& comm, torch::Device device) {
   for (torch::ScalarType dtype : kTypes) {

@@ -211,26 +211,33 @@ int64_t PeakGrowth(F&& f) {
 // rest is GEMM packing buffers and 2 MiB huge-page rounding). The bound — the
 // gradients, four tiles and 8 MiB of slack, 28 MiB — fails for one extra N×d
 // copy (a gathered or scaled input) or a 32nd of a logit matrix. The probe
-// itself is checked on a real N×N allocation.
+// itself is checked on a real N×N allocation. bf16 inputs: the gradients are
+// accumulated in fp32 and returned in bf16 (4 MiB each), so the bound grows
+// by those 8 MiB to 36 MiB; one whole fp32 upcast of the image or the text
+// embeddings (8 MiB each) would use up the slack.
 TEST(ContrastiveLossMemoryTest, ForwardAndBackwardHoldOnlyTheGradientsAndTiles) {
   constexpr int64_t kN = 8192, kD = 256, kTile = 512;
   constexpr int64_t kLogitBytes = kN * kN * 4;
-  constexpr int64_t kBound = 2 * kN * kD * 4 + 4 * kTile * kTile * 4 + (8 << 20);
   LocalCommunicator comm;
-  for (Kind kind : {Kind::kClip, Kind::kSigLip}) {
-    const Case c{kind, at::kFloat, kN, kD, kTile, 100.0, false};
-    const Inputs warm = MakeInputs(64, kD, c.scale, at::kFloat, false, 1);
-    RunTiled(Case{kind, at::kFloat, 64, kD, 16, 100.0, false}, warm);  // thread pools etc.
-    const Inputs in = MakeInputs(kN, kD, c.scale, at::kFloat, false, 2);
-    std::vector<at::Tensor> out;
-    const int64_t growth = PeakGrowth([&] { out = RunTiled(c, in); });
-    EXPECT_LT(growth, kBound) << (kind == Kind::kClip ? "CLIP" : "SigLIP");
-    for (const at::Tensor& v : out) EXPECT_TRUE(v.isfinite().all().item<bool>());
-    std::printf(
-        "%s N=%lld d=%lld tile=%lld: peak RSS growth %.1f MiB (one logit matrix: %lld MiB)\n",
-        kind == Kind::kClip ? "CLIP" : "SigLIP", static_cast<long long>(kN),
-        static_cast<long long>(kD), static_cast<long long>(kTile), growth / 1048576.0,
-        static_cast<long long>(kLogitBytes >> 20));
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    const int64_t low_grads = dtype == at::kFloat ? 0 : 2 * kN * kD * 2;
+    const int64_t bound = 2 * kN * kD * 4 + low_grads + 4 * kTile * kTile * 4 + (8 << 20);
+    for (Kind kind : {Kind::kClip, Kind::kSigLip}) {
+      const Case c{kind, dtype, kN, kD, kTile, 100.0, false};
+      const Inputs warm = MakeInputs(64, kD, c.scale, dtype, false, 1);
+      RunTiled(Case{kind, dtype, 64, kD, 16, 100.0, false}, warm);  // thread pools etc.
+      const Inputs in = MakeInputs(kN, kD, c.scale, dtype, false, 2);
+      std::vector<at::Tensor> out;
+      const int64_t growth = PeakGrowth([&] { out = RunTiled(c, in); });
+      EXPECT_LT(growth, bound) << (kind == Kind::kClip ? "CLIP " : "SigLIP ") << dtype;
+      for (const at::Tensor& v : out) EXPECT_TRUE(v.isfinite().all().item<bool>());
+      std::printf(
+          "%s %s N=%lld d=%lld tile=%lld: peak RSS growth %.1f MiB, bound %.1f MiB (one logit "
+          "matrix: %lld MiB)\n",
+          kind == Kind::kClip ? "CLIP" : "SigLIP", c10::toString(dtype), static_cast<long long>(kN),
+          static_cast<long long>(kD), static_cast<long long>(kTile), growth / 1048576.0,
+          bound / 1048576.0, static_cast<long long>(kLogitBytes >> 20));
+    }
   }
   const int64_t control = PeakGrowth([&] { at::ones({kN, kN}, at::kFloat); });
   EXPECT_GE(control, kLogitBytes * 9 / 10) << "the RSS probe does not see an N×N allocation";
@@ -343,6 +350,103 @@ TEST(ContrastiveLossMultiRankTest, ThreeRanksMatchOneProcessOverTheGlobalBatch) 
       }
       for (size_t k = 3; k < exact.size(); ++k) {
         EXPECT_LE(MaxRelDiff(summed[k], exact[k], c.scale / c.n), 1e-10) << what << " grad " << k;
+      }
+    }
+  }
+}
+
+
+// The tiled loss over W ranks as W threads, each holding its rows of `in`:
+// {loss, ∂x, ∂y (rows concatenated), ∂logit_scale, ∂logit_bias (summed over
+// ranks, as the SUM all-reduce will)}. One rank runs on LocalCommunicator.
+std::vector<at::Tensor> RunRanks(Kind kind, const Inputs& in, int world, int64_t tile) {
+  const int64_t local = in.x.size(0) / world;
+  std::vector<std::vector<at::Tensor>> per_rank(world);
+  auto run = [&](Communicator& comm, int r) {
+    auto rows = [&](const at::Tensor& v) {
+      return v.detach().slice(0, r * local, (r + 1) * local).clone().requires_grad_(true);
+    };
+    auto scalar = [](const at::Tensor& v) { return v.detach().clone().requires_grad_(true); };
+    const Inputs mine{rows(in.x), rows(in.y), scalar(in.t), scalar(in.b)};
+    if (kind == Kind::kClip) {
+      per_rank[r] = LossAndGrads(
+          mine, [&](const Inputs& v) { return TiledClipLoss(v.x, v.y, v.t, &comm, tile); }, false);
+    } else {
+      per_rank[r] = LossAndGrads(
+          mine, [&](const Inputs& v) { return TiledSigLipLoss(v.x, v.y, v.t, v.b, &comm, tile); },
+          true);
+    }
+  };
+  if (world == 1) {
+    LocalCommunicator comm;
+    run(comm, 0);
+  } else {
+    ThreadGroup group(world);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < world; ++r) {
+      threads.emplace_back([&, r] {
+        ThreadCommunicator comm(&group, r);
+        run(comm, r);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  std::vector<at::Tensor> out = {per_rank[0][0]};
+  for (size_t k = 1; k < per_rank[0].size(); ++k) {
+    std::vector<at::Tensor> parts;
+    for (int r = 0; r < world; ++r) parts.push_back(per_rank[r][k]);
+    out.push_back(k <= 2 ? at::cat(parts) : at::stack(parts).sum(0));
+  }
+  return out;
+}
+
+// bf16/fp16 embeddings (what the towers give under autocast) are gathered in
+// their own dtype and upcast block by block; since the upcast is exact, the
+// loss must be the fp32 loss of the same rounded values, computed in the same
+// fp32 arithmetic. Derived tolerances:
+//  - loss and the scalars' gradients: the fp32 bound of the test above,
+//    5e-6·max(1, s/10), which only GEMM summation order may use up; a logit
+//    rounded to bf16 anywhere (e.g. s·x formed in bf16) moves the loss by
+//    about s·2^-9 relative (0.2 at s = 100), 10^4 times more;
+//  - ∂x, ∂y, returned in the inputs' dtype: the fp32 gradient rounded once,
+//    so |g − g_fp32| ≤ u·|g_fp32| elementwise with the unit roundoff u = 2^-8
+//    (bf16) or 2^-11 (fp16), plus the same fp32 bound on the gradient scale.
+TEST(ContrastiveLossLowPrecisionTest, Bf16AndFp16InputsGiveTheFp32LossOfTheRoundedValues) {
+  for (Kind kind : {Kind::kClip, Kind::kSigLip}) {
+    for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+      for (int world : {1, 3}) {
+        for (auto [n, tile, scale] : {std::tuple<int64_t, int64_t, double>{96, 32, 100.0},
+                                      {99, 16, 1 / 0.07},
+                                      {21, 4, 1.0}}) {
+          const std::string what = std::string(kind == Kind::kClip ? "CLIP" : "SigLIP") + " " +
+                                   c10::toString(dtype) + " W=" + std::to_string(world) +
+                                   " N=" + std::to_string(n) + " tile=" + std::to_string(tile);
+          const Inputs in = MakeInputs(n, 32, scale, at::kFloat, true, 50 + n + world);
+          // Embeddings in the low dtype; the log scale and bias stay fp32 parameters.
+          Inputs low = in, rounded = in;
+          low.x = in.x.detach().to(dtype);
+          low.y = in.y.detach().to(dtype);
+          rounded.x = low.x.to(at::kFloat);
+          rounded.y = low.y.to(at::kFloat);
+          const std::vector<at::Tensor> got = RunRanks(kind, low, world, tile);
+          const std::vector<at::Tensor> ref = RunRanks(kind, rounded, world, tile);
+          const double tol = 5e-6 * std::max(1.0, scale / 10);
+          const double u = dtype == at::kBFloat16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
+          EXPECT_EQ(got[0].scalar_type(), at::kFloat) << what;
+          EXPECT_LE(MaxRelDiff(got[0], ref[0], 1.0), tol) << what << " loss";
+          for (size_t k = 1; k < got.size(); ++k) {
+            const double floor = scale / n;
+            if (k <= 2) {
+              EXPECT_EQ(got[k].scalar_type(), dtype) << what << " grad " << k;
+              const at::Tensor r = ref[k].to(at::kDouble);
+              const double scale_of_grad = std::max(r.abs().max().item<double>(), floor);
+              const at::Tensor excess = (got[k].to(at::kDouble) - r).abs() - u * r.abs();
+              EXPECT_LE(excess.max().item<double>() / scale_of_grad, tol) << what << " grad " << k;
+            } else {
+              EXPECT_LE(MaxRelDiff(got[k], ref[k], floor), tol) << what << " grad " << k;
+            }
+          }
+        }
       }
     }
   }
