@@ -19,6 +19,11 @@ class CommWork {
  public:
   virtual ~CommWork() = default;
   virtual void Wait() = 0;
+  // Lets the library advance the operation without blocking; true once it is
+  // done. Open MPI moves a nonblocking collective's data only inside MPI calls,
+  // so a caller that wants it to overlap with computation calls this now and
+  // then (NCCL runs on its own stream: nothing to do).
+  virtual bool Progress() { return false; }
 };
 
 class Communicator {

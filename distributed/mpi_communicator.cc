@@ -81,6 +81,13 @@ class MpiWork : public CommWork {
     if (request_ == MPI_REQUEST_NULL) return;
     CheckMpi(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait(MPI_Iallreduce)", MPI_COMM_WORLD);
   }
+  bool Progress() override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    int done = 0;  // MPI_Test frees a completed request and sets it to MPI_REQUEST_NULL
+    CheckMpi(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Test(MPI_Iallreduce)",
+             MPI_COMM_WORLD);
+    return done != 0;
+  }
 
  private:
   MPI_Request request_;

@@ -70,10 +70,35 @@ torch::Tensor Loss(ClipModel& model, const torch::Tensor& x, const torch::Tensor
   return TiledSigLipLoss(x, y, model->logit_scale(), model->logit_bias(), &comm, o.loss_tile);
 }
 
-torch::Tensor EncodeImages(ClipModel& model, const torch::Tensor& images, bool lock_image) {
-  if (!lock_image) return model->EncodeImage(images, true);
-  torch::NoGradGuard no_grad;
-  return model->EncodeImage(images, true);
+// The towers' forward passes, under autocast for amp_*; the embeddings come
+// out in the precision's dtype (autocast leaves the final normalisation in
+// fp32, so they are cast: the loss then gathers half the bytes).
+torch::Tensor EncodeImages(ClipModel& model, const torch::Tensor& images, const StepOptions& o) {
+  std::optional<torch::NoGradGuard> no_grad;
+  if (o.lock_image) no_grad.emplace();
+  torch::Tensor x;
+  {
+    AutocastGuard autocast(images.device().type(), o.precision);
+    x = model->EncodeImage(images, true);
+  }
+  return o.precision == Precision::kFp32 ? x : x.to(EmbeddingDtype(o.precision));
+}
+
+torch::Tensor EncodeTexts(ClipModel& model, const torch::Tensor& tokens, const StepOptions& o) {
+  torch::Tensor y;
+  {
+    AutocastGuard autocast(tokens.device().type(), o.precision);
+    y = model->EncodeText(tokens, true);
+  }
+  return o.precision == Precision::kFp32 ? y : y.to(EmbeddingDtype(o.precision));
+}
+
+void Backward(const torch::Tensor& loss, const StepOptions& o) {
+  if (o.scaler != nullptr) {
+    o.scaler->Scale(loss).backward();
+  } else {
+    loss.backward();
+  }
 }
 
 }  // namespace
@@ -85,22 +110,36 @@ absl::StatusOr<LossKind> ParseLossKind(const std::string& name) {
 }
 
 GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator* comm,
-                                 int64_t bucket_bytes)
-    : params_(std::move(params)), comm_(comm) {
+                                 int64_t bucket_bytes, bool overlap)
+    : params_(std::move(params)), comm_(comm), bucket_bytes_(bucket_bytes), overlap_(overlap) {
   if (comm_->size() == 1) return;
   const int count = static_cast<int>(params_.size());
-  slots_.resize(count);
   ready_.assign(count, false);
-  // Reverse order: roughly the order in which backward finishes gradients.
-  // A bucket takes parameters of one dtype and device up to bucket_bytes.
-  int64_t numel = 0;              // elements in the open bucket
-  torch::TensorOptions current;  // the open bucket's dtype and device
+  std::vector<int> order;
   for (int i = count - 1; i >= 0; --i) {
+    CS_CHECK_MSG(params_[i].requires_grad(), "GradientReducer: parameter ", i,
+                 " requires no gradient");
+    order.push_back(i);  // reverse registration: roughly the order of backward
+  }
+  Build(std::move(order));
+  for (int i = 0; i < count; ++i) {
+    torch::autograd::impl::set_post_acc_grad_hooks(
+        params_[i], std::make_unique<ReadyHook>([this, i] { OnGradReady(i); }));
+  }
+}
+
+void GradientReducer::Build(std::vector<int> order) {
+  // A bucket takes consecutive parameters of one dtype and device up to bucket_bytes.
+  order_ = std::move(order);
+  slots_.assign(params_.size(), Slot{});
+  buckets_.clear();
+  int64_t numel = 0;             // elements in the open bucket
+  torch::TensorOptions current;  // the open bucket's dtype and device
+  for (int i : order_) {
     const torch::Tensor& p = params_[i];
-    CS_CHECK_MSG(p.requires_grad(), "GradientReducer: parameter ", i, " requires no gradient");
     const bool fits = !buckets_.empty() && current.dtype() == p.dtype() &&
                       current.device() == p.device() &&
-                      (numel + p.numel()) * p.element_size() <= bucket_bytes;
+                      (numel + p.numel()) * p.element_size() <= bucket_bytes_;
     if (!fits) {
       if (!buckets_.empty()) buckets_.back().buffer = torch::empty({numel}, current);
       buckets_.push_back(Bucket{});
@@ -112,10 +151,43 @@ GradientReducer::GradientReducer(std::vector<torch::Tensor> params, Communicator
     numel += p.numel();
   }
   if (!buckets_.empty()) buckets_.back().buffer = torch::empty({numel}, current);
-  for (int i = 0; i < count; ++i) {
-    torch::autograd::impl::set_post_acc_grad_hooks(
-        params_[i], std::make_unique<ReadyHook>([this, i] { OnGradReady(i); }));
+}
+
+bool GradientReducer::SetOrder(const std::vector<int>& order) {
+  if (comm_->size() == 1) return true;
+  std::vector<bool> seen(params_.size(), false);
+  if (order.size() != params_.size()) return false;
+  for (int i : order) {
+    if (i < 0 || i >= static_cast<int>(params_.size()) || seen[i]) return false;
+    seen[i] = true;
   }
+  CS_CHECK_MSG(!armed_, "GradientReducer::SetOrder between Prepare and Finish");
+  Build(order);
+  rebuilt_ = true;
+  observed_.clear();
+  return true;
+}
+
+void GradientReducer::RebuildFromObservedOrder() {
+  // The observed order first, then what the pass did not reach (reduced in
+  // Finish), in the current order.
+  std::vector<bool> seen(params_.size(), false);
+  std::vector<int64_t> order;
+  for (int i : observed_) {
+    order.push_back(i);
+    seen[i] = true;
+  }
+  for (int i : order_) {
+    if (!seen[i]) order.push_back(i);
+  }
+  // Rank 0's, on the parameters' device (NCCL broadcasts CUDA tensors only).
+  torch::Tensor t = torch::tensor(order, torch::kInt64).to(params_.front().device());
+  comm_->Broadcast(t, 0);
+  t = t.to(torch::kCPU);
+  std::vector<int> chosen(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+  Build(std::move(chosen));
+  rebuilt_ = true;
+  observed_.clear();
 }
 
 GradientReducer::~GradientReducer() {
@@ -127,9 +199,13 @@ void GradientReducer::Prepare() {
   if (comm_->size() == 1) return;
   CS_CHECK_MSG(!armed_, "GradientReducer::Prepare twice without Finish");
   std::fill(ready_.begin(), ready_.end(), false);
+  observed_.clear();
+  first_unfinished_ = 0;
   for (Bucket& b : buckets_) b.pending = static_cast<int>(b.params.size());
   next_launch_ = 0;
   launched_in_backward_ = 0;
+  hooks_ = 0;
+  held_back_ = 0;
   armed_ = true;
 }
 
@@ -144,13 +220,14 @@ void GradientReducer::CopyIn(int param) {
     view.zero_();
   }
   ready_[param] = true;
-  --bucket.pending;
+  if (--bucket.pending == 0) bucket.completed_at = hooks_;
 }
 
 void GradientReducer::LaunchReady() {
   torch::NoGradGuard no_grad;
   while (next_launch_ < num_buckets() && buckets_[next_launch_].pending == 0) {
     Bucket& bucket = buckets_[next_launch_++];
+    if (bucket.completed_at < hooks_) ++held_back_;
     bucket.work = comm_->AllReduceAsync(bucket.buffer, ReduceOp::kSum);
   }
 }
@@ -159,18 +236,27 @@ void GradientReducer::OnGradReady(int param) {
   if (!armed_) return;  // an earlier micro-batch: the gradient is not final yet
   CS_CHECK_MSG(!ready_[param], "GradientReducer: the gradient of parameter ", param,
                " was accumulated twice in one prepared backward pass");
+  if (!rebuilt_) observed_.push_back(param);
+  ++hooks_;
   {
     torch::NoGradGuard no_grad;
     CopyIn(param);
   }
+  if (!overlap_) return;
   const int before = next_launch_;
   LaunchReady();
   launched_in_backward_ += next_launch_ - before;
+  // Drive the buckets in flight (Open MPI progresses them only inside MPI calls).
+  while (first_unfinished_ < next_launch_ && buckets_[first_unfinished_].work->Progress()) {
+    ++first_unfinished_;
+  }
+  for (int b = first_unfinished_ + 1; b < next_launch_; ++b) buckets_[b].work->Progress();
 }
 
 void GradientReducer::Finish() {
   if (comm_->size() == 1) return;
   CS_CHECK_MSG(armed_, "GradientReducer::Finish without Prepare");
+  ++hooks_;  // what backward left for Finish comes in after every hook
   torch::NoGradGuard no_grad;
   for (int i = 0; i < static_cast<int>(params_.size()); ++i) {
     if (!ready_[i]) CopyIn(i);
@@ -190,12 +276,17 @@ void GradientReducer::Finish() {
     }
   }
   armed_ = false;
+  if (!rebuilt_) RebuildFromObservedOrder();
 }
 
-double ComputeGradients(ClipModel& model, const torch::Tensor& images, const torch::Tensor& tokens,
-                        Communicator& comm, GradientReducer& reducer, const StepOptions& o) {
-  const int64_t n = images.size(0);
+torch::Tensor ComputeGradients(ClipModel& model, const torch::Tensor& pixels_in,
+                               const torch::Tensor& tokens, Communicator& comm,
+                               GradientReducer& reducer, const StepOptions& o) {
+  const int64_t n = pixels_in.size(0);
   CS_CHECK_MSG(tokens.size(0) == n, "images and tokens differ in batch size");
+  // pure_bf16: the images in the weights' dtype. Otherwise as given (fp64 in tests).
+  const torch::Tensor images =
+      o.precision == Precision::kPureBf16 ? pixels_in.to(WeightDtype(o.precision)) : pixels_in;
   for (auto& p : model->parameters()) {
     if (p.grad().defined()) p.mutable_grad().zero_();
   }
@@ -205,16 +296,16 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
   };
   enter(Phase::kForward);
   if (micro == n) {
-    torch::Tensor x = EncodeImages(model, images, o.lock_image);
-    torch::Tensor y = model->EncodeText(tokens, true);
+    torch::Tensor x = EncodeImages(model, images, o);
+    torch::Tensor y = EncodeTexts(model, tokens, o);
     enter(Phase::kLoss);
     torch::Tensor loss = Loss(model, x, y, comm, o);
     enter(Phase::kBackward);
     reducer.Prepare();
-    loss.backward();
+    Backward(loss, o);
     enter(Phase::kAllReduce);
     reducer.Finish();
-    return loss.item<double>();
+    return loss.detach();
   }
 
   // GradCache: 1. embed every micro-batch without a graph.
@@ -226,8 +317,8 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
     for (int64_t k = 0; k < chunks; ++k) {
       const int64_t len = std::min(micro, n - k * micro);
       rng.push_back(SaveRng(images.device()));
-      xs.push_back(model->EncodeImage(images.narrow(0, k * micro, len), true));
-      ys.push_back(model->EncodeText(tokens.narrow(0, k * micro, len), true));
+      xs.push_back(EncodeImages(model, images.narrow(0, k * micro, len), o));
+      ys.push_back(EncodeTexts(model, tokens.narrow(0, k * micro, len), o));
     }
   }
   const RngState after = SaveRng(images.device());
@@ -240,7 +331,7 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
   enter(Phase::kLoss);
   torch::Tensor loss = Loss(model, x, y, comm, o);
   enter(Phase::kBackward);
-  loss.backward();
+  Backward(loss, o);  // with a scaler, the cached gradients carry its scale
   const torch::Tensor gx = o.lock_image ? torch::Tensor() : x.grad();
   const torch::Tensor gy = y.grad();
   // 3. Re-encode each micro-batch with its saved generator state and push its
@@ -250,10 +341,10 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
     RestoreRng(rng[k]);
     std::vector<torch::Tensor> outputs, grads;
     if (!o.lock_image) {
-      outputs.push_back(model->EncodeImage(images.narrow(0, k * micro, len), true));
+      outputs.push_back(EncodeImages(model, images.narrow(0, k * micro, len), o));
       grads.push_back(gx.narrow(0, k * micro, len));
     }
-    outputs.push_back(model->EncodeText(tokens.narrow(0, k * micro, len), true));
+    outputs.push_back(EncodeTexts(model, tokens.narrow(0, k * micro, len), o));
     grads.push_back(gy.narrow(0, k * micro, len));
     if (k + 1 == chunks) reducer.Prepare();
     torch::autograd::backward(outputs, grads);
@@ -261,7 +352,7 @@ double ComputeGradients(ClipModel& model, const torch::Tensor& images, const tor
   enter(Phase::kAllReduce);
   reducer.Finish();
   RestoreRng(after);
-  return loss.item<double>();
+  return loss.detach();
 }
 
 std::vector<torch::Tensor> TrainableParameters(torch::nn::Module& model) {

@@ -118,8 +118,10 @@ absl::StatusOr<Embedded> EmbedShare(ClipModel& model, const ClipTokenizer& token
     const torch::Tensor tokens =
         torch::from_blob(batch->tokens, {batch->rows, o.context_length}, torch::kInt64)
             .index_select(0, rows);
-    images.push_back(model->EncodeImage(pixels.to(device), true));
-    texts.push_back(model->EncodeText(tokens.to(device), true));
+    // In the weights' dtype (bf16 under pure_bf16); embeddings compared in fp32.
+    images.push_back(model->EncodeImage(pixels.to(device, model->logit_scale().scalar_type()), true)
+                         .to(torch::kFloat));
+    texts.push_back(model->EncodeText(tokens.to(device), true).to(torch::kFloat));
     labels.push_back(torch::from_blob(batch->labels, {batch->rows}, torch::kInt64).index_select(0, rows));
   }
   out.images = torch::cat(images);
@@ -188,8 +190,11 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(
     for (size_t start = 0; start < lines.size(); start += options.batch_size) {
       const std::vector<std::string> chunk(
           lines.begin() + start, lines.begin() + std::min(lines.size(), start + options.batch_size));
-      parts.push_back(model->EncodeText(
-          TokenizeToTensor(tokenizer, chunk, config.text.context_length).to(device), true));
+      parts.push_back(
+          model
+              ->EncodeText(
+                  TokenizeToTensor(tokenizer, chunk, config.text.context_length).to(device), true)
+              .to(torch::kFloat));
     }
     const torch::Tensor local_texts = torch::cat(parts);
     const torch::Tensor local_owners = torch::tensor(owners, torch::kInt64);

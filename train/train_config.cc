@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "train/data_parallel.h"
+#include "train/precision.h"
 
 namespace clipscale {
 namespace {
@@ -96,6 +97,14 @@ absl::Status CheckRanges(const TrainConfig& config, const YAML::Node& root,
   }
   auto loss = ParseLossKind(config.loss);
   if (!loss.ok()) return bad("loss", std::string(loss.status().message()));
+  auto precision = ParsePrecision(config.precision);
+  if (!precision.ok()) return bad("precision", std::string(precision.status().message()));
+  if (const absl::Status scaler = ValidateGradScaler(config.grad_scaler); !scaler.ok()) {
+    // Its messages begin with the key: "grad_scaler.<key> must ...".
+    const std::string message(scaler.message());
+    const std::string key = message.substr(0, message.find(' '));
+    return bad(key, message.substr(std::min(message.size(), key.size() + 1)));
+  }
   return absl::OkStatus();
 }
 

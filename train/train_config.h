@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "models/model_config.h"
+#include "train/grad_scaler.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 
@@ -78,6 +79,8 @@ struct DistributedConfig {
   double nccl_timeout_s = 600;   // a NCCL collective unfinished after this ends the job
   int64_t bucket_mb = 25;        // gradient all-reduce bucket size
   int64_t loss_tile = 1024;      // rows/columns of one logit tile of the loss
+  // Gradient buckets all-reduced while backward runs (false: all after it).
+  bool overlap = true;
 
   template <class V>
   void Visit(V& v) {
@@ -85,6 +88,7 @@ struct DistributedConfig {
     v("nccl_timeout_s", nccl_timeout_s);
     v("bucket_mb", bucket_mb);
     v("loss_tile", loss_tile);
+    v("overlap", overlap);
   }
 };
 
@@ -148,6 +152,11 @@ struct TrainConfig {
   // "clip" (InfoNCE) or "siglip" (sigmoid; a model without init_logit_bias gets
   // OpenCLIP's SigLIP start: logit scale 10, bias -10).
   std::string loss = "clip";
+  // fp32, amp_bf16 (autocast), amp_fp16 (autocast + dynamic loss scale) or
+  // pure_bf16 (bf16 weights), as OpenCLIP's --precision; see train/precision.h.
+  std::string precision = "fp32";
+  // amp_fp16's loss scaler (torch.amp.GradScaler's defaults).
+  GradScalerConfig grad_scaler;
   DataConfig data;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
@@ -179,6 +188,8 @@ struct TrainConfig {
     v("model", model);
     v("model_overrides", model_overrides);
     v("loss", loss);
+    v("precision", precision);
+    v("grad_scaler", grad_scaler);
     v("data", data);
     v("optimizer", optimizer);
     v("schedule", schedule);

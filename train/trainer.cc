@@ -1,31 +1,31 @@
 #include "train/trainer.h"
 
-#include <chrono>
-#include <cmath>
-#include <ctime>
-#include <limits>
-#include <cstdio>
-#include <filesystem>
-
 #include <torch/torch.h>
 
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "core/process_info.h"
+#include "core/append_file.h"
+#include "core/checkpoint_dir.h"
 #include "core/config.h"
 #include "core/file_util.h"
 #include "core/logging.h"
-#include "core/append_file.h"
 #include "core/metrics.h"
+#include "core/process_info.h"
 #include "core/random.h"
 #include "core/status.h"
 #include "distributed/communicator_factory.h"
 #include "distributed/cpu_share.h"
 #include "distributed/launch_env.h"
-#include "core/checkpoint_dir.h"
 #include "models/weights_io.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_writer.h"
@@ -33,6 +33,7 @@
 #include "train/evaluate.h"
 #include "train/fault_injection.h"
 #include "train/host_collectives.h"
+#include "train/precision.h"
 #include "train/resume_check.h"
 #include "train/train_data.h"
 #include "train/trainer_impl.h"
@@ -47,15 +48,31 @@ torch::Tensor Poisoned(const torch::Tensor& images) {
   return torch::full_like(images, std::numeric_limits<float>::quiet_NaN());
 }
 
-// The L2 norm of all gradients (inf or NaN when one is not finite).
-double GradientNorm(const std::vector<torch::Tensor>& params) {
+// The L2 norm of all gradients (inf or NaN when one is not finite), in fp64,
+// as a 0-dim tensor on the gradients' device.
+torch::Tensor GradientNorm(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> norms;
   for (const torch::Tensor& p : params) {
     if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat64));
   }
-  return norms.empty() ? 0.0 : torch::stack(norms).norm(2).item<double>();
+  return norms.empty() ? torch::zeros({}, torch::kFloat64) : torch::stack(norms).norm(2);
 }
 
+// torch::nn::utils::clip_grad_norm_, step for step, without its final read of
+// the norm to the host: returns the norm as a 0-dim tensor on the device.
+torch::Tensor ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> grads, norms;
+  for (const torch::Tensor& p : params) {
+    if (!p.grad().defined()) continue;
+    grads.push_back(p.grad());
+    norms.push_back(p.grad().norm(2));
+  }
+  if (grads.empty()) return torch::zeros({}, torch::kFloat64);
+  const torch::Tensor total = norms.size() == 1 ? norms[0] : torch::stack(norms).norm(2);
+  const torch::Tensor coef = torch::clamp(max_norm / (total + 1e-6), std::nullopt, 1.0);
+  for (torch::Tensor& g : grads) g.mul_(coef);
+  return total.to(torch::kFloat64);
+}
 
 }  // namespace
 
@@ -114,6 +131,11 @@ absl::Status Trainer::SetupDistributed() {
   step_options_.micro_batch = config_.data.micro_batch_size;
   step_options_.loss_tile = config_.distributed.loss_tile;
   step_options_.lock_image = config_.lock_image;
+  ASSIGN_OR_RETURN(step_options_.precision, ParsePrecision(config_.precision));
+  if (UsesLossScaling(step_options_.precision)) {
+    scaler_.emplace(config_.grad_scaler);
+    step_options_.scaler = &*scaler_;
+  }
   step_options_.on_phase = [this](Phase phase) {
     // Inside a step there is no Status to return: an injected error is a crash there.
     const absl::Status fault = Enter(current_step_, phase);
@@ -128,6 +150,16 @@ absl::Status Trainer::Enter(int64_t step, Phase phase, bool* nan) {
 }
 
 absl::Status Trainer::CountSkipped(int64_t step, const StepOutcome& outcome) {
+  if (outcome.overflow) {
+    // The loss scaler's own business (it backs off), as torch.amp.GradScaler
+    // skips silently: counted, not held against max_skipped_steps.
+    ++scaler_skipped_steps_;
+    if (rank_ == 0) {
+      metrics_->Scalar("train/scaler_skipped_steps", static_cast<double>(scaler_skipped_steps_),
+                       step);
+    }
+    return absl::OkStatus();
+  }
   if (!outcome.skipped) {
     skipped_in_a_row_ = 0;
     return absl::OkStatus();
@@ -207,14 +239,21 @@ absl::Status Trainer::Setup() {
   // its own stream for patch dropout.
   torch::manual_seed(config_.seed);
   model_ = ClipModel(config_.model_config);
+  // pure_bf16: weights (and so the optimizer state) in bf16, as OpenCLIP's
+  // model.to(torch.bfloat16).
   model_->to(device_);
+  if (WeightDtype(step_options_.precision) != torch::kFloat) {
+    torch::NoGradGuard no_grad;
+    for (auto& t : model_->parameters()) t.set_data(t.to(WeightDtype(step_options_.precision)));
+  }
   BroadcastModule(*model_, *comm_);
   torch::manual_seed(config_.seed + rank_);
   model_->SetGradCheckpointing(config_.grad_checkpointing);
   if (config_.lock_image) LockImageTower();
   optimizer_ = MakeAdamW(*model_, config_.optimizer);
   reducer_ = std::make_unique<GradientReducer>(TrainableParameters(*model_), comm_.get(),
-                                               config_.distributed.bucket_mb << 20);
+                                               config_.distributed.bucket_mb << 20,
+                                               config_.distributed.overlap);
   if (rank_ == 0) {
     std::error_code error;
     std::filesystem::create_directories(config_.output, error);
@@ -270,18 +309,36 @@ absl::StatusOr<Trainer::StepOutcome> Trainer::Step(int64_t step, const LoadedBat
   SetLearningRate(*optimizer_, out.lr);
   BroadcastBuffers(*model_, *comm_);  // BatchNorm statistics follow rank 0, as under DDP
   current_step_ = step;
-  out.loss = ComputeGradients(model_, images.to(device_, /*non_blocking=*/true),
-                              tokens.to(device_, /*non_blocking=*/true), *comm_, *reducer_,
-                              step_options_);
+  const torch::Tensor loss =
+      ComputeGradients(model_, images.to(device_, /*non_blocking=*/true),
+                       tokens.to(device_, /*non_blocking=*/true), *comm_, *reducer_, step_options_);
   RETURN_IF_ERROR(Enter(step, Phase::kOptimizer));
   // The loss and the gradients are identical on every rank now (the loss is
   // the global one, the gradients all-reduced), so are the norm, the verdict
   // on finiteness and the step: the ranks agree without a word.
-  const double norm = config_.optimizer.grad_clip_norm > 0
-                          ? torch::nn::utils::clip_grad_norm_(model_->parameters(),
-                                                              config_.optimizer.grad_clip_norm)
-                          : GradientNorm(reducer_->params());
-  if (!std::isfinite(out.loss) || !std::isfinite(norm)) {
+  if (scaler_) {
+    // amp_fp16: the gradients carry the loss scale. The found-inf flag is the
+    // same on every rank after the all-reduce; it is combined over the ranks
+    // all the same, so that no rank can ever step where another skips.
+    const bool found = scaler_->UnscaleAndCheck(reducer_->params());
+    const bool overflow = HostAllMaxMin({found ? 1 : 0}, *comm_, device_).max[0] > 0;
+    scaler_->Update(overflow);
+    if (overflow) {
+      out.loss = loss.item<double>();
+      out.skipped = out.overflow = true;
+      return out;
+    }
+  }
+  const torch::Tensor norm =
+      config_.optimizer.grad_clip_norm > 0
+          ? ClipGradNorm(model_->parameters(), config_.optimizer.grad_clip_norm)
+          : GradientNorm(reducer_->params());
+  // The step's one read from the device: the loss and the norm together,
+  // for the verdict on finiteness (and the log).
+  const torch::Tensor verdict =
+      torch::stack({loss.to(torch::kFloat64).reshape({}), norm.reshape({})}).cpu();
+  out.loss = verdict[0].item<double>();
+  if (!std::isfinite(out.loss) || !std::isfinite(verdict[1].item<double>())) {
     out.skipped = true;  // the next step zeroes the gradients
     return out;
   }
@@ -305,6 +362,7 @@ void Trainer::LogStep(int64_t step, double loss, double lr, double seconds, doub
     metrics_->Scalar("train/logit_bias", model_->logit_bias().item<double>(), step);
   }
   metrics_->Scalar("train/samples_per_second", samples_per_second, step);
+  if (scaler_) metrics_->Scalar("train/loss_scale", scaler_->scale(), step);
   if (tty_) {
     const double eta = (total_steps_ - step - 1) * seconds;
     std::fprintf(stderr, "\r%s ",

@@ -173,6 +173,14 @@ absl::Status Trainer::Save(int64_t step, bool async) {
   state.set_unix_time(static_cast<int64_t>(std::time(nullptr)));
   state.set_train_seconds(prior_train_seconds_ + Seconds(train_start_));
   state.set_skipped_steps(skipped_steps_);
+  if (reducer_->rebuilt()) {
+    for (int i : reducer_->order()) state.add_bucket_order(i);
+  }
+  if (scaler_) {
+    state.set_loss_scale(scaler_->state().scale);
+    state.set_scaler_growth_tracker(scaler_->state().growth_tracker);
+    state.set_scaler_skipped_steps(scaler_skipped_steps_);
+  }
   checkpoints_->Start(async);
   const double blocked = Seconds(start);
   metrics_->Scalar("checkpoint/blocking_s", blocked, step);
@@ -268,6 +276,20 @@ absl::Status Trainer::ApplyCheckpoint(const std::string& dir, const proto::Check
   last_checkpoint_ = dir;
   prior_train_seconds_ = state.train_seconds();
   skipped_steps_ = state.skipped_steps();
+  // The buckets of the run being continued, so that its sums are formed alike.
+  if (state.bucket_order_size() > 0 &&
+      !reducer_->SetOrder({state.bucket_order().begin(), state.bucket_order().end()})) {
+    if (rank_ == 0) {
+      LogWarning(
+          "resume: the checkpoint's gradient bucket order does not fit this model; "
+          "the buckets are rebuilt after the first step instead");
+    }
+  }
+  // A checkpoint of another precision has no scale: the scaler starts afresh.
+  if (scaler_ && state.loss_scale() > 0) {
+    scaler_->Restore(GradScalerState{state.loss_scale(), state.scaler_growth_tracker()});
+    scaler_skipped_steps_ = state.scaler_skipped_steps();
+  }
   for (const auto& [name, value] : state.data_counts()) count_offsets_[name] = value;
   if (rank_ == 0) {
     const auto [epoch, step_in_epoch] = Cursor(start_step_);

@@ -22,6 +22,7 @@
 #include "train/checkpoint_writer.h"
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
+#include "train/grad_scaler.h"
 #include "train/job_control.h"
 #include "train/train_data.h"
 #include "train/trainer.h"
@@ -52,6 +53,7 @@ class Trainer {
     double loss = 0;
     double lr = 0;        // the learning rate the step used
     bool skipped = false;  // non-finite loss or gradient: no update
+    bool overflow = false;  // amp_fp16: the loss scaler found an inf/NaN gradient
   };
   absl::StatusOr<StepOutcome> Step(int64_t step, const LoadedBatch& batch, bool poison);
   // This rank reached `phase` of `step`: the coordinator's heartbeat, and
@@ -84,6 +86,8 @@ class Trainer {
   JobControl* job_;
   int64_t current_step_ = 0;  // for the phase callbacks inside a step
   int64_t skipped_steps_ = 0, skipped_in_a_row_ = 0;
+  int64_t scaler_skipped_steps_ = 0;
+  std::optional<GradScaler> scaler_;  // amp_fp16
   std::unique_ptr<Communicator> comm_;
   int rank_ = 0, world_ = 1;
   int64_t local_batch_ = 0;  // this rank's share of the global batch

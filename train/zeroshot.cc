@@ -64,7 +64,8 @@ torch::Tensor BuildZeroShotClassifier(ClipModel& model, const ClipTokenizer& tok
         texts.push_back(absl::StrReplaceAll(t, {{"{}", classnames[c]}}));
       }
     }
-    torch::Tensor emb = model->EncodeText(TokenizeToTensor(tokenizer, texts, context), true);
+    torch::Tensor emb =
+        model->EncodeText(TokenizeToTensor(tokenizer, texts, context), true).to(torch::kFloat);
     emb = emb.reshape({static_cast<int64_t>(end - start), num_templates, -1}).mean(1);
     columns.push_back(emb / emb.norm(2, {1}, true));
   }

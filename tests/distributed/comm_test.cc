@@ -137,6 +137,18 @@ void CheckAllReduceAsync(Communicator& comm, torch::Device device) {
   EXPECT_TRUE(
       torch::equal(max.cpu(), Reduced(comm.size(), {8, 8}, torch::kFloat32, ReduceOp::kMax)));
   EXPECT_TRUE(torch::equal(other.cpu(), Input(0, {5}, torch::kInt64)));
+  // Polled to completion with Progress() alone (what the gradient hooks do),
+  // the result is there before any Wait; Progress stays true afterwards.
+  if (comm.backend() == "mpi") {
+    torch::Tensor polled = Input(comm.rank(), {1000}, torch::kFloat32, device);
+    std::unique_ptr<CommWork> work = comm.AllReduceAsync(polled, ReduceOp::kSum);
+    while (!work->Progress()) {
+    }
+    EXPECT_TRUE(
+        torch::equal(polled.cpu(), Reduced(comm.size(), {1000}, torch::kFloat32, ReduceOp::kSum)));
+    EXPECT_TRUE(work->Progress());
+    work->Wait();
+  }
 }
 
 // Rank 0 creates a file only after a pause; every other rank must see it right

@@ -58,6 +58,21 @@ TEST(TrainConfigTest, SizeKeysAreRangeCheckedNamingKeyAndLine) {
               HasSubstr("recipe.yaml:4:31: distributed.nccl_timeout_s: must be a positive"));
 }
 
+TEST(TrainConfigTest, PrecisionAndLossScalerAreCheckedNamingKeyAndLine) {
+  EXPECT_THAT(ErrorOf(WriteRecipe("precision: fp8\n")),
+              HasSubstr("recipe.yaml:4:12: precision: unknown precision 'fp8' (fp32, amp_bf16, "
+                        "amp_fp16, pure_bf16)"));
+  EXPECT_THAT(ErrorOf(WriteRecipe("grad_scaler:\n  backoff_factor: 2\n")),
+              HasSubstr("recipe.yaml:5:19: grad_scaler.backoff_factor: must be in (0, 1), got 2"));
+  EXPECT_THAT(ErrorOf(WriteRecipe("grad_scaler: {growth_interval: 0}\n")),
+              HasSubstr("recipe.yaml:4:32: grad_scaler.growth_interval:"));
+  for (const char* mode : {"fp32", "amp_bf16", "amp_fp16", "pure_bf16"}) {
+    auto config = LoadTrainConfig(WriteRecipe(""), {std::string("precision=") + mode});
+    ASSERT_TRUE(config.ok()) << mode << ": " << config.status();
+    EXPECT_EQ(config->precision, mode);
+  }
+}
+
 TEST(TrainConfigTest, OverridesAndDefaultsAreNamedToo) {
   const std::string path = WriteRecipe("");
   EXPECT_THAT(ErrorOf(path, {"distributed.bucket_mb=-1"}),
