@@ -43,6 +43,7 @@ def run(a, overlap, out_dir):
            "--config", a.config,
            "--set", f"data.train={os.path.join(a.data, 'train')}", "--set", "data.val=",
            "--set", f"max_steps={a.steps}", "--set", "eval.every_steps=0",
+           "--set", f"schedule.warmup_steps={min(10, a.steps // 2)}",
            "--set", f"distributed.bucket_mb={a.bucket_mb}",
            "--set", f"distributed.overlap={'true' if overlap else 'false'}",
            "--set", f"output={out_dir}", "--set", "log_every=10"]
