@@ -62,7 +62,7 @@ torch::Tensor BytesTensor(const std::string& bytes) {
 
 }  // namespace
 
-void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW& optimizer,
+void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW* optimizer,
                     bool pinned, CheckpointSnapshot* snapshot) {
   torch::NoGradGuard no_grad;
   for (const auto& [name, tensor] : StateDict(model)) {
@@ -70,16 +70,18 @@ void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW& o
   }
   const auto names = ParameterNames(model);
   std::set<std::string> present;
-  for (const auto& [key, state] : optimizer.state()) {
-    auto it = names.find(key);
-    if (it == names.end()) continue;
-    const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*state);
-    CopyInto(&snapshot->optimizer, it->second + ".exp_avg", adam.exp_avg(), pinned);
-    CopyInto(&snapshot->optimizer, it->second + ".exp_avg_sq", adam.exp_avg_sq(), pinned);
-    snapshot->optimizer[it->second + ".step"] = Scalar(adam.step());
-    present.insert(it->second + ".exp_avg");
-    present.insert(it->second + ".exp_avg_sq");
-    present.insert(it->second + ".step");
+  if (optimizer != nullptr) {
+    for (const auto& [key, state] : optimizer->state()) {
+      auto it = names.find(key);
+      if (it == names.end()) continue;
+      const auto& adam = static_cast<const torch::optim::AdamWParamState&>(*state);
+      CopyInto(&snapshot->optimizer, it->second + ".exp_avg", adam.exp_avg(), pinned);
+      CopyInto(&snapshot->optimizer, it->second + ".exp_avg_sq", adam.exp_avg_sq(), pinned);
+      snapshot->optimizer[it->second + ".step"] = Scalar(adam.step());
+      present.insert(it->second + ".exp_avg");
+      present.insert(it->second + ".exp_avg_sq");
+      present.insert(it->second + ".step");
+    }
   }
   for (auto it = snapshot->optimizer.begin(); it != snapshot->optimizer.end();) {
     it = present.count(it->first) ? std::next(it) : snapshot->optimizer.erase(it);
@@ -96,10 +98,12 @@ absl::Status WriteSnapshotFiles(const CheckpointSnapshot& snapshot, CheckpointDi
   RETURN_IF_ERROR(WriteTensors((fs::path(writer.tmp_dir()) / kModelFile).string(), snapshot.model));
   RETURN_IF_ERROR(writer.AdoptFile(kModelFile));
   pause();
-  RETURN_IF_ERROR(WriteTensors((fs::path(writer.tmp_dir()) / kOptimizerFile).string(),
-                               snapshot.optimizer));
-  RETURN_IF_ERROR(writer.AdoptFile(kOptimizerFile));
-  pause();
+  if (snapshot.state.zero_world() == 0) {
+    RETURN_IF_ERROR(
+        WriteTensors((fs::path(writer.tmp_dir()) / kOptimizerFile).string(), snapshot.optimizer));
+    RETURN_IF_ERROR(writer.AdoptFile(kOptimizerFile));
+    pause();
+  }
   RETURN_IF_ERROR(writer.AddFile(kStateFile, snapshot.state.SerializeAsString()));
   pause();
   return absl::OkStatus();
@@ -183,6 +187,10 @@ absl::Status LoadModelAndOptimizer(const std::string& dir, torch::nn::Module& mo
     optimizer.state()[p.unsafeGetTensorImpl()] = std::move(state);
   }
   return absl::OkStatus();
+}
+
+absl::Status LoadModel(const std::string& dir, torch::nn::Module& model) {
+  return LoadWeights(model, (fs::path(dir) / kModelFile).string());
 }
 
 void BroadcastOptimizerState(torch::optim::AdamW& optimizer, Communicator& comm, int root,

@@ -5,6 +5,8 @@
 //                          loads it with strict=True)
 //   optimizer.safetensors  AdamW state by parameter name: "<name>.exp_avg",
 //                          "<name>.exp_avg_sq" and the step count "<name>.step"
+//                          (not with distributed.zero: 1, whose ranks each write
+//                          optimizer_shard_<r>.safetensors instead; train/zero.h)
 //   state.pb               proto::CheckpointState (train/checkpoint_state.proto):
 //                          step, loader cursor, schedule, shape of the job,
 //                          config and index hashes, version
@@ -44,12 +46,13 @@ struct CheckpointSnapshot {
 // Copies the model's state dict and the optimizer's moments and step counts
 // into `snapshot`, reusing its tensors when the shapes match (pinned host
 // memory when `pinned`). Copies from a CUDA device are asynchronous; the call
-// returns after they are done.
-void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW& optimizer,
+// returns after they are done. `optimizer` null: no optimizer state (ZeRO-1,
+// whose shards the ranks write themselves).
+void CaptureTensors(const torch::nn::Module& model, const torch::optim::AdamW* optimizer,
                     bool pinned, CheckpointSnapshot* snapshot);
 
-// Writes the snapshot's files (model, optimizer, state) into `writer`'s
-// temporary folder. `pause_ms` > 0 sleeps after each file (fault-injection
+// Writes the snapshot's files (model, optimizer unless state.zero_world() > 0,
+// state) into `writer`'s temporary folder. `pause_ms` > 0 sleeps after each file (fault-injection
 // tests only).
 absl::Status WriteSnapshotFiles(const CheckpointSnapshot& snapshot, CheckpointDirWriter& writer,
                                 int pause_ms = 0);
@@ -72,6 +75,9 @@ absl::StatusOr<proto::CheckpointState> ReadCheckpointState(const std::string& di
 // model (LoadWeights' guarantee) and the optimizer is left as it was.
 absl::Status LoadModelAndOptimizer(const std::string& dir, torch::nn::Module& model,
                                    torch::optim::AdamW& optimizer);
+
+// Loads the model's weights alone (model.safetensors), strictly.
+absl::Status LoadModel(const std::string& dir, torch::nn::Module& model);
 
 // A collective: every rank's optimizer state becomes root's (AdamW moments and
 // step counts; none if root has none). `device`: the parameters' device.

@@ -37,12 +37,17 @@ torch::Tensor GradScaler::Scale(const torch::Tensor& loss) const {
 }
 
 bool GradScaler::UnscaleAndCheck(const std::vector<torch::Tensor>& params) const {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) grads.push_back(p.grad());
+  return UnscaleAndCheckGradients(grads);
+}
+
+bool GradScaler::UnscaleAndCheckGradients(const std::vector<torch::Tensor>& grads) const {
   torch::NoGradGuard no_grad;
   // GradScaler.unscale_: inv_scale = scale.double().reciprocal().float().
   const float inv_scale = static_cast<float>(1.0 / static_cast<double>(state_.scale));
   torch::Tensor found;  // accumulated on the device: no host sync per tensor
-  for (const auto& p : params) {
-    torch::Tensor g = p.grad();
+  for (torch::Tensor g : grads) {
     if (!g.defined()) continue;
     torch::Tensor bad = torch::logical_not(torch::isfinite(g)).any();
     found = found.defined() ? torch::logical_or(found, bad) : bad;

@@ -56,6 +56,8 @@ class GradScaler {
   // in double, rounded to float32, as torch does) and returns whether any
   // gradient held an inf or NaN before the multiplication.
   bool UnscaleAndCheck(const std::vector<torch::Tensor>& params) const;
+  // The same on the gradient tensors themselves (ZeRO-1: this rank's shard).
+  bool UnscaleAndCheckGradients(const std::vector<torch::Tensor>& grads) const;
 
   // torch._amp_update_scale_: on found_inf the scale is multiplied by
   // backoff_factor and the tracker reset; otherwise the tracker counts up and at

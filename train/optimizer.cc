@@ -40,34 +40,45 @@ void FusedAdamWChunk(T* __restrict p, const T* __restrict g, T* __restrict m, T*
 }
 
 template <typename T>
-void FusedAdamWUpdate(const torch::Tensor& p, const torch::Tensor& grad,
-                      torch::optim::AdamWParamState& state, const torch::optim::AdamWOptions& options) {
-  const double beta1 = std::get<0>(options.betas());
-  const double beta2 = std::get<1>(options.betas());
-  const double bias_correction1 = 1 - std::pow(beta1, state.step());
-  const double bias_correction2 = 1 - std::pow(beta2, state.step());
+AdamWScalars<T> MakeScalars(const AdamWHyper& h, int64_t step) {
+  const double bias_correction1 = 1 - std::pow(h.beta1, step);
+  const double bias_correction2 = 1 - std::pow(h.beta2, step);
   AdamWScalars<T> s;
-  s.decay = static_cast<T>(1 - options.lr() * options.weight_decay());
-  s.beta1 = static_cast<T>(beta1);
-  s.one_minus_beta1 = static_cast<T>(1 - beta1);
-  s.beta2 = static_cast<T>(beta2);
-  s.one_minus_beta2 = static_cast<T>(1 - beta2);
+  s.decay = static_cast<T>(1 - h.lr * h.weight_decay);
+  s.beta1 = static_cast<T>(h.beta1);
+  s.one_minus_beta1 = static_cast<T>(1 - h.beta1);
+  s.beta2 = static_cast<T>(h.beta2);
+  s.one_minus_beta2 = static_cast<T>(1 - h.beta2);
   s.sqrt_bias_correction2 = static_cast<T>(std::sqrt(bias_correction2));
-  s.eps = static_cast<T>(options.eps());
-  s.neg_step_size = static_cast<T>(-options.lr() / bias_correction1);
+  s.eps = static_cast<T>(h.eps);
+  s.neg_step_size = static_cast<T>(-h.lr / bias_correction1);
+  return s;
+}
 
+template <typename T>
+void FusedSpan(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& exp_avg,
+               const torch::Tensor& exp_avg_sq, int64_t step, const AdamWHyper& hyper) {
+  const AdamWScalars<T> s = MakeScalars<T>(hyper, step);
   T* p_data = p.data_ptr<T>();
   const T* g_data = grad.data_ptr<T>();
-  T* m_data = state.exp_avg().data_ptr<T>();
-  T* v_data = state.exp_avg_sq().data_ptr<T>();
+  T* m_data = exp_avg.data_ptr<T>();
+  T* v_data = exp_avg_sq.data_ptr<T>();
   at::parallel_for(0, p.numel(), at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
     FusedAdamWChunk(p_data + begin, g_data + begin, m_data + begin, v_data + begin, end - begin, s);
   });
   // Writing through raw pointers skips the in-place ops' version bumps; keep
   // autograd's stale-saved-tensor check working.
-  for (const torch::Tensor& t : {p, state.exp_avg(), state.exp_avg_sq()}) {
-    t.unsafeGetTensorImpl()->bump_version();
-  }
+  for (const torch::Tensor& t : {p, exp_avg, exp_avg_sq}) t.unsafeGetTensorImpl()->bump_version();
+}
+
+AdamWHyper HyperOf(const torch::optim::AdamWOptions& options) {
+  AdamWHyper h;
+  h.lr = options.lr();
+  h.weight_decay = options.weight_decay();
+  h.beta1 = std::get<0>(options.betas());
+  h.beta2 = std::get<1>(options.betas());
+  h.eps = options.eps();
+  return h;
 }
 
 // torch::optim::AdamW::step's update of one parameter (state.step already
@@ -130,14 +141,36 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       param_state.step(param_state.step() + 1);
       if (!Fusable(p, grad, param_state, options)) {
         TorchAdamWUpdate(p, grad, param_state, options);
-      } else if (p.scalar_type() == torch::kFloat) {
-        FusedAdamWUpdate<float>(p, grad, param_state, options);
       } else {
-        FusedAdamWUpdate<double>(p, grad, param_state, options);
+        AdamWSpanUpdate(p, grad, param_state.exp_avg(), param_state.exp_avg_sq(),
+                        param_state.step(), HyperOf(options));
       }
     }
   }
   return loss;
+}
+
+void AdamWSpanUpdate(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& exp_avg,
+                     const torch::Tensor& exp_avg_sq, int64_t step, const AdamWHyper& hyper) {
+  const auto dtype = p.scalar_type();
+  const bool fused = p.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble) &&
+                     grad.scalar_type() == dtype && exp_avg.scalar_type() == dtype &&
+                     exp_avg_sq.scalar_type() == dtype && grad.device().is_cpu() &&
+                     p.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() &&
+                     exp_avg_sq.is_contiguous();
+  if (fused && dtype == torch::kFloat) return FusedSpan<float>(p, grad, exp_avg, exp_avg_sq, step, hyper);
+  if (fused) return FusedSpan<double>(p, grad, exp_avg, exp_avg_sq, step, hyper);
+  // torch's AdamW, op for op (TorchAdamWUpdate without amsgrad).
+  torch::NoGradGuard no_grad;
+  torch::Tensor param = p;
+  if (hyper.weight_decay != 0) param.mul_(1 - hyper.lr * hyper.weight_decay);
+  const double bias_correction1 = 1 - std::pow(hyper.beta1, step);
+  const double bias_correction2 = 1 - std::pow(hyper.beta2, step);
+  torch::Tensor m = exp_avg, v = exp_avg_sq;
+  m.mul_(hyper.beta1).add_(grad, 1 - hyper.beta1);
+  v.mul_(hyper.beta2).addcmul_(grad, grad, 1 - hyper.beta2);
+  const torch::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(hyper.eps);
+  param.addcdiv_(m, denom, -hyper.lr / bias_correction1);
 }
 
 bool ExcludedFromWeightDecay(const std::string& name, const torch::Tensor& parameter) {

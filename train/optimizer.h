@@ -56,6 +56,18 @@ class FusedAdamW : public torch::optim::AdamW {
   torch::Tensor step(LossClosure closure = nullptr) override;
 };
 
+// One AdamW step of a span of elements: `p`, `grad`, `exp_avg`, `exp_avg_sq`
+// are contiguous tensors of one shape (views into larger ones allowed), the
+// moments updated in place, `step` the step count after this update (>= 1).
+// CPU fp32/fp64 spans take the fused loop FusedAdamW runs per parameter (so an
+// update split into spans is bitwise the update of the whole); others take
+// torch's AdamW tensor ops. The sharded optimizer (train/zero.h) uses it.
+struct AdamWHyper {
+  double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
+};
+void AdamWSpanUpdate(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& exp_avg,
+                     const torch::Tensor& exp_avg_sq, int64_t step, const AdamWHyper& hyper);
+
 // Group 0 decays, group 1 does not; the learning rate is set per step. The
 // optimizer is a FusedAdamW.
 std::unique_ptr<torch::optim::AdamW> MakeAdamW(const torch::nn::Module& model,

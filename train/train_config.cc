@@ -60,6 +60,7 @@ absl::Status CheckRanges(const TrainConfig& config, const YAML::Node& root,
     return bad("device", absl::StrCat("unknown device '", config.device, "' (auto, cpu, cuda)"));
   }
   RETURN_IF_ERROR(range("distributed.bucket_mb", config.distributed.bucket_mb, 1, kMaxBucketMb));
+  RETURN_IF_ERROR(range("distributed.zero", config.distributed.zero, 0, 1));
   RETURN_IF_ERROR(range("distributed.loss_tile", config.distributed.loss_tile, 1, kMaxLossTile));
   const double timeout_s = config.distributed.nccl_timeout_s;
   if (!(timeout_s > 0) || !std::isfinite(timeout_s)) {

@@ -81,6 +81,9 @@ struct DistributedConfig {
   int64_t loss_tile = 1024;      // rows/columns of one logit tile of the loss
   // Gradient buckets all-reduced while backward runs (false: all after it).
   bool overlap = true;
+  // ZeRO stage: 0 keeps the whole AdamW state on every rank; 1 shards it over
+  // the ranks (train/zero.h: reduce-scatter, a shard's update, all-gather).
+  int64_t zero = 0;
 
   template <class V>
   void Visit(V& v) {
@@ -89,6 +92,7 @@ struct DistributedConfig {
     v("bucket_mb", bucket_mb);
     v("loss_tile", loss_tile);
     v("overlap", overlap);
+    v("zero", zero);
   }
 };
 

@@ -26,6 +26,7 @@
 #include "distributed/communicator_factory.h"
 #include "distributed/cpu_share.h"
 #include "distributed/launch_env.h"
+#include "distributed/local_communicator.h"
 #include "models/weights_io.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_writer.h"
@@ -250,10 +251,31 @@ absl::Status Trainer::Setup() {
   torch::manual_seed(config_.seed + rank_);
   model_->SetGradCheckpointing(config_.grad_checkpointing);
   if (config_.lock_image) LockImageTower();
-  optimizer_ = MakeAdamW(*model_, config_.optimizer);
-  reducer_ = std::make_unique<GradientReducer>(TrainableParameters(*model_), comm_.get(),
+  Communicator* reduce_over = comm_.get();
+  if (config_.distributed.zero == 1) {
+    zero_ = std::make_unique<ShardedAdamW>(ZeroParams(*model_), config_.optimizer, comm_.get());
+    solo_ = std::make_unique<LocalCommunicator>();
+    reduce_over = solo_.get();
+  } else {
+    optimizer_ = MakeAdamW(*model_, config_.optimizer);
+  }
+  reducer_ = std::make_unique<GradientReducer>(TrainableParameters(*model_), reduce_over,
                                                config_.distributed.bucket_mb << 20,
                                                config_.distributed.overlap);
+  {
+    // The AdamW moments this rank holds (2 per trained element; ZeRO-1: 2 per
+    // element of its shard), the figure ZeRO divides by W.
+    int64_t unsharded = 0;
+    for (const torch::Tensor& p : TrainableParameters(*model_)) unsharded += 2 * static_cast<int64_t>(p.nbytes());
+    const int64_t mine = zero_ ? zero_->state_bytes() : unsharded;
+    const HostMaxMin bytes = HostAllMaxMin({mine}, *comm_, device_);
+    if (rank_ == 0) {
+      LogInfo("optimizer state per rank: ", absl::StrFormat("%.2f", bytes.max[0] / 1048576.0),
+              " MiB", zero_ ? absl::StrFormat(" (ZeRO-1 over %d rank(s); unsharded %.2f MiB)",
+                                              world_, unsharded / 1048576.0)
+                            : std::string(" (unsharded; distributed.zero: 1 shards it)"));
+    }
+  }
   if (rank_ == 0) {
     std::error_code error;
     std::filesystem::create_directories(config_.output, error);
@@ -306,21 +328,26 @@ absl::StatusOr<Trainer::StepOutcome> Trainer::Step(int64_t step, const LoadedBat
   if (poison) images = Poisoned(images);
   StepOutcome out;
   out.lr = LearningRate(config_.schedule, step, total_steps_);
-  SetLearningRate(*optimizer_, out.lr);
+  if (optimizer_) SetLearningRate(*optimizer_, out.lr);
   BroadcastBuffers(*model_, *comm_);  // BatchNorm statistics follow rank 0, as under DDP
   current_step_ = step;
   const torch::Tensor loss =
       ComputeGradients(model_, images.to(device_, /*non_blocking=*/true),
                        tokens.to(device_, /*non_blocking=*/true), *comm_, *reducer_, step_options_);
+  // ZeRO-1: each rank now holds the summed gradient of its shard only.
+  if (zero_) zero_->ReduceGradients();
   RETURN_IF_ERROR(Enter(step, Phase::kOptimizer));
   // The loss and the gradients are identical on every rank now (the loss is
-  // the global one, the gradients all-reduced), so are the norm, the verdict
-  // on finiteness and the step: the ranks agree without a word.
+  // the global one, the gradients all-reduced; with ZeRO-1 the norm is
+  // all-reduced from the shards), so are the norm, the verdict on finiteness
+  // and the step: the ranks agree without a word.
   if (scaler_) {
     // amp_fp16: the gradients carry the loss scale. The found-inf flag is the
-    // same on every rank after the all-reduce; it is combined over the ranks
-    // all the same, so that no rank can ever step where another skips.
-    const bool found = scaler_->UnscaleAndCheck(reducer_->params());
+    // same on every rank after the all-reduce (with ZeRO-1 each rank checks
+    // its shard); it is combined over the ranks, so that no rank can ever
+    // step where another skips.
+    const bool found = zero_ ? scaler_->UnscaleAndCheckGradients({zero_->grad_shard()})
+                             : scaler_->UnscaleAndCheck(reducer_->params());
     const bool overflow = HostAllMaxMin({found ? 1 : 0}, *comm_, device_).max[0] > 0;
     scaler_->Update(overflow);
     if (overflow) {
@@ -329,10 +356,21 @@ absl::StatusOr<Trainer::StepOutcome> Trainer::Step(int64_t step, const LoadedBat
       return out;
     }
   }
-  const torch::Tensor norm =
-      config_.optimizer.grad_clip_norm > 0
-          ? ClipGradNorm(model_->parameters(), config_.optimizer.grad_clip_norm)
-          : GradientNorm(reducer_->params());
+  const double max_norm = config_.optimizer.grad_clip_norm;
+  torch::Tensor norm;
+  if (zero_) {
+    // clip_grad_norm_'s coefficient from the all-reduced norm (formed in fp64
+    // from the shards: it may differ from the unsharded norm in the last bits).
+    norm = zero_->GradNorm();
+    if (max_norm > 0) {
+      torch::NoGradGuard no_grad;
+      torch::Tensor& shard = zero_->grad_shard();
+      shard.mul_(torch::clamp(max_norm / (norm + 1e-6), std::nullopt, 1.0).to(shard.dtype()));
+    }
+  } else {
+    norm = max_norm > 0 ? ClipGradNorm(model_->parameters(), max_norm)
+                        : GradientNorm(reducer_->params());
+  }
   // The step's one read from the device: the loss and the norm together,
   // for the verdict on finiteness (and the log).
   const torch::Tensor verdict =
@@ -342,7 +380,11 @@ absl::StatusOr<Trainer::StepOutcome> Trainer::Step(int64_t step, const LoadedBat
     out.skipped = true;  // the next step zeroes the gradients
     return out;
   }
-  optimizer_->step();
+  if (zero_) {
+    zero_->Step(out.lr);
+  } else {
+    optimizer_->step();
+  }
   {
     // OpenCLIP clamps the log temperature after every step: scale <= 100.
     torch::NoGradGuard no_grad;

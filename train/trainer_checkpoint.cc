@@ -91,52 +91,71 @@ absl::StatusOr<bool> Trainer::WriteParts(int64_t step, double* waited) {
     }
     return false;
   }
-  // This rank's part: its generators, for an exact continuation on the same W.
+  // This rank's part: its generators, for an exact continuation on the same
+  // W; with ZeRO-1 also its shard of the optimizer state.
   proto::RankPart part;
   part.set_rank(rank_);
   part.set_world_size(world_);
   part.set_step(step);
   *part.mutable_rng() = CaptureRng(rank_, device_);
-  const absl::StatusOr<ManifestEntry> entry = WriteRankPart(checkpoints_root_, step, part);
-  const std::string error = entry.ok() ? "" : std::string(entry.status().message());
+  std::vector<ManifestEntry> entries;
+  std::string error;
+  absl::StatusOr<ManifestEntry> entry = WriteRankPart(checkpoints_root_, step, part);
+  if (entry.ok() && zero_) {
+    entries.push_back(*entry);
+    entry = WriteOptimizerShard(checkpoints_root_, step, rank_, zero_->Shard());
+  }
+  if (entry.ok()) {
+    entries.push_back(*entry);
+  } else {
+    entries.clear();
+    error = std::string(entry.status().message());
+  }
   if (job_->supervised()) {
     // Every rank votes for itself; rank 0 votes last, with the big files, and
     // the coordinator commits (or drops) the save.
     if (rank_ != 0) {
-      auto voted = job_->Vote(step, entry.ok() ? std::vector<ManifestEntry>{*entry}
-                                               : std::vector<ManifestEntry>(), error, false);
+      auto voted = job_->Vote(step, entries, error, false);
       if (!voted.ok()) LogWarning("checkpoint: step ", step, ": ", voted.status().message());
       return false;
     }
-    if (!entry.ok()) {
+    if (!error.empty()) {
       // A NO vote from rank 0 drops the save; the others' votes are moot.
       (void)job_->Vote(step, {}, error, false);
       checkpoints_->Abandon();
       LogWarning("checkpoint: step ", step, " not saved (", error, ")");
       return false;
     }
-    checkpoints_->AddParts({*entry});
+    checkpoints_->AddParts(std::move(entries));
     return true;
   }
-  // Without a coordinator: rank 0 gathers the parts and commits them all.
-  const std::string mine =
-      entry.ok() ? absl::StrCat("O", entry->name, "\t", entry->size, "\t", entry->crc32c)
-                 : "E" + error;
+  // Without a coordinator: rank 0 gathers the parts (one "name\tsize\tcrc"
+  // line per file) and commits them all.
+  std::string mine = error.empty() ? "O" : "E" + error;
+  for (size_t i = 0; i < entries.size() && error.empty(); ++i) {
+    absl::StrAppend(&mine, i > 0 ? "\n" : "", entries[i].name, "\t", entries[i].size, "\t",
+                    entries[i].crc32c);
+  }
   const std::vector<std::string> all = HostAllGatherBytes(mine, *comm_, device_);
   if (rank_ != 0) return false;
   std::vector<ManifestEntry> parts;
   for (size_t r = 0; r < all.size(); ++r) {
-    const std::vector<std::string> fields = absl::StrSplit(all[r].substr(1), '\t');
-    ManifestEntry e;
-    if (all[r][0] != 'O' || fields.size() != 3 || !absl::SimpleAtoi(fields[1], &e.size) ||
-        !absl::SimpleAtoi(fields[2], &e.crc32c)) {
+    bool ok = all[r][0] == 'O';
+    for (const absl::string_view line : absl::StrSplit(all[r].substr(1), '\n')) {
+      const std::vector<std::string> fields = absl::StrSplit(line, '\t');
+      ManifestEntry e;
+      ok = ok && fields.size() == 3 && absl::SimpleAtoi(fields[1], &e.size) &&
+           absl::SimpleAtoi(fields[2], &e.crc32c);
+      if (!ok) break;
+      e.name = fields[0];
+      parts.push_back(std::move(e));
+    }
+    if (!ok) {
       checkpoints_->Abandon();
       LogWarning("checkpoint: step ", step, " not saved: rank ", r, " could not write its part (",
                  all[r].substr(1), "); training goes on and the next save retries");
       return false;
     }
-    e.name = fields[0];
-    parts.push_back(std::move(e));
   }
   checkpoints_->AddParts(std::move(parts));
   return true;
@@ -152,7 +171,7 @@ absl::Status Trainer::Save(int64_t step, bool async) {
   last_save_time_ = Clock::now();
   if (!commit_here) return absl::OkStatus();
   CheckpointSnapshot* snapshot = checkpoints_->snapshot();
-  CaptureTensors(*model_, *optimizer_, device_.is_cuda(), snapshot);
+  CaptureTensors(*model_, optimizer_.get(), device_.is_cuda(), snapshot);
   proto::CheckpointState& state = snapshot->state;
   state.Clear();
   const auto [epoch, step_in_epoch] = Cursor(step);
@@ -175,6 +194,15 @@ absl::Status Trainer::Save(int64_t step, bool async) {
   state.set_skipped_steps(skipped_steps_);
   if (reducer_->rebuilt()) {
     for (int i : reducer_->order()) state.add_bucket_order(i);
+  }
+  if (zero_) {
+    state.set_zero_world(world_);
+    state.set_zero_shard_size(zero_->shard_size());
+    for (const auto& [name, numel] : ZeroLayout(zero_->params())) {
+      proto::ZeroLayoutEntry* e = state.add_zero_layout();
+      e->set_name(name);
+      e->set_numel(numel);
+    }
   }
   if (scaler_) {
     state.set_loss_scale(scaler_->state().scale);
@@ -230,6 +258,60 @@ absl::Status Trainer::Resume() {
   return ApplyCheckpoint(verdict.substr(1, newline - 1), state);
 }
 
+absl::Status Trainer::LoadTensors(const std::string& dir, const proto::CheckpointState& state) {
+  std::vector<std::pair<std::string, int64_t>> saved_layout;
+  for (const proto::ZeroLayoutEntry& e : state.zero_layout()) {
+    saved_layout.emplace_back(e.name(), e.numel());
+  }
+  const int saved_world = state.zero_world();  // 0: optimizer.safetensors
+  // Rank 0 loads the weights (and without ZeRO-1 the optimizer); the others
+  // take its tensors, as at the start of a fresh run.
+  std::string error;
+  if (rank_ == 0) {
+    absl::Status loaded;
+    if (zero_) {
+      loaded = LoadModel(dir, *model_);
+    } else if (saved_world == 0) {
+      loaded = LoadModelAndOptimizer(dir, *model_, *optimizer_);
+    } else {
+      // A ZeRO-1 checkpoint resumed without ZeRO: the whole flat range.
+      const std::vector<ZeroParam> params = ZeroParams(*model_);
+      const auto layout = ZeroLayout(params);
+      int64_t total = 0;
+      for (const auto& [name, numel] : layout) total += numel;
+      auto all = ReadOptimizerRange(dir, layout, saved_layout, saved_world,
+                                    state.zero_shard_size(), 0, total,
+                                    params.front().tensor.scalar_type());
+      loaded = all.status();
+      if (all.ok()) loaded = SetOptimizerState(*optimizer_, params, *all);
+      if (loaded.ok()) loaded = LoadModel(dir, *model_);
+    }
+    error = std::string(loaded.message());
+  }
+  error = HostBroadcastBytes(error, 0, *comm_, device_);
+  if (!error.empty()) return absl::DataLossError(absl::StrCat("resume: ", error));
+  BroadcastModule(*model_, *comm_);
+  if (optimizer_) {
+    BroadcastOptimizerState(*optimizer_, *comm_, 0, device_);
+    return absl::OkStatus();
+  }
+  // ZeRO-1: every rank reads the part of the state it owns now, from the
+  // shards of any W (or from an unsharded optimizer.safetensors); all fail
+  // alike if one cannot.
+  const int64_t begin = std::min(zero_->numel(), zero_->shard_begin());
+  const int64_t end = std::min(zero_->numel(), begin + zero_->shard_size());
+  auto range = ReadOptimizerRange(dir, ZeroLayout(zero_->params()), saved_layout, saved_world,
+                                  state.zero_shard_size(), begin, end,
+                                  zero_->params().front().tensor.scalar_type());
+  absl::Status restored = range.status();
+  if (range.ok()) restored = zero_->Restore(*range);
+  const std::string mine = restored.ok() ? "" : std::string(restored.message());
+  for (const std::string& e : HostAllGatherBytes(mine, *comm_, device_)) {
+    if (!e.empty()) return absl::DataLossError(absl::StrCat("resume: ", e));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Trainer::ApplyCheckpoint(const std::string& dir, const proto::CheckpointState& state) {
   const std::vector<std::string> conflicts = ResumeConflicts(state, config_, data_.train->hash());
   if (!conflicts.empty() && !config_.resume_ignore_config) {
@@ -244,13 +326,7 @@ absl::Status Trainer::ApplyCheckpoint(const std::string& dir, const proto::Check
   if (rank_ == 0) {
     for (const std::string& c : conflicts) LogWarning("resume: ignoring a recipe change: ", c);
   }
-  // Rank 0 loads; the others take its tensors, as at the start of a fresh run.
-  std::string error;
-  if (rank_ == 0) error = std::string(LoadModelAndOptimizer(dir, *model_, *optimizer_).message());
-  error = HostBroadcastBytes(error, 0, *comm_, device_);
-  if (!error.empty()) return absl::DataLossError(absl::StrCat("resume: ", error));
-  BroadcastModule(*model_, *comm_);
-  BroadcastOptimizerState(*optimizer_, *comm_, 0, device_);
+  RETURN_IF_ERROR(LoadTensors(dir, state));
   std::optional<proto::RankPart> part;
   if (state.world_size() == world_) {
     // Each rank reads its own part; all fail alike if one cannot.

@@ -26,6 +26,7 @@
 #include "train/job_control.h"
 #include "train/train_data.h"
 #include "train/trainer.h"
+#include "train/zero.h"
 
 namespace clipscale::trainer_internal {
 
@@ -69,6 +70,8 @@ class Trainer {
   // Checkpoints (collectives). Resume() loads `config_.resume` if there is one.
   absl::Status Resume();
   absl::Status ApplyCheckpoint(const std::string& dir, const proto::CheckpointState& state);
+  // The weights and the optimizer state (any W, with or without ZeRO-1).
+  absl::Status LoadTensors(const std::string& dir, const proto::CheckpointState& state);
   bool CheckpointsEnabled() const {
     return config_.checkpoint.every_steps > 0 || config_.checkpoint.every_minutes > 0;
   }
@@ -93,10 +96,15 @@ class Trainer {
   int64_t local_batch_ = 0;  // this rank's share of the global batch
   torch::Device device_ = torch::kCPU;
   StepOptions step_options_;
+  // ZeRO-1's reducer runs over this one-rank communicator (it then leaves the
+  // gradients local: the sharded optimizer reduce-scatters them itself);
+  // declared before the reducer, so that it outlives it.
+  std::unique_ptr<Communicator> solo_;
   std::unique_ptr<GradientReducer> reducer_;
   ClipModel model_;
   std::optional<ClipTokenizer> tokenizer_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;  // null with ZeRO-1
+  std::unique_ptr<ShardedAdamW> zero_;              // distributed.zero: 1
   std::unique_ptr<MetricsLogger> metrics_;
   TrainData data_;
   int workers_ = 1;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -315,6 +316,59 @@ TEST(CheckpointWorldSize, ResumeOnFourRanksFromTwo) {
   for (const auto& [step, loss] : want_loss) {
     EXPECT_NEAR(got_loss.at(step), loss, 1e-3 * std::abs(loss)) << "step " << step;
   }
+}
+
+// distributed.zero: 1 shards AdamW's moments over the ranks. At W = 2 the
+// sharded run is the unsharded one to the bit (a sum of two gradients does not
+// depend on the order, and the shard's update is FusedAdamW's loop): the same
+// losses and the same checkpoint weights. Its checkpoint holds one optimizer
+// shard per rank and no optimizer.safetensors, and resumes on one rank with
+// ZeRO (resharded 2 -> 1) and without it, as the unsharded checkpoint does
+// with and without ZeRO: all four continuations end with the same weights.
+TEST(CheckpointZero, ShardedEqualsUnshardedAndReshards) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string recipe = WriteRecipe(dir, "recipe", 2, /*patch_dropout=*/false);
+  const std::string stop = "CLIPSCALE_FAULT_FAIL_AT_STEP=0:9:sigterm ";
+  const std::string plain = dir + "/plain", sharded = dir + "/sharded";
+  auto a = Train(testing::Mpirun(2), recipe, plain, "--set distributed.zero=0", stop);
+  ASSERT_EQ(a.exit_code, kRequeueExit) << a.output;
+  auto b = Train(testing::Mpirun(2), recipe, sharded, "--set distributed.zero=1", stop);
+  ASSERT_EQ(b.exit_code, kRequeueExit) << b.output;
+  EXPECT_EQ(Losses(plain), Losses(sharded));
+  EXPECT_EQ(Losses(plain).size(), 10u);  // steps 0..9 before the stop
+  const std::string step10 = "/checkpoints/" + DirName(10);
+  EXPECT_TRUE(Bytes(plain + step10 + "/model.safetensors") ==
+              Bytes(sharded + step10 + "/model.safetensors"))
+      << "the sharded run's weights differ from the unsharded run's";
+  EXPECT_TRUE(fs::exists(plain + step10 + "/optimizer.safetensors"));
+  EXPECT_FALSE(fs::exists(sharded + step10 + "/optimizer.safetensors"));
+  EXPECT_TRUE(fs::exists(sharded + step10 + "/optimizer_shard_0.safetensors"));
+  EXPECT_TRUE(fs::exists(sharded + step10 + "/optimizer_shard_1.safetensors"));
+  // The start-up line: each rank holds half of the moments (ceil(P/2) of P).
+  const std::string line = "optimizer state per rank: ";
+  const size_t at = b.output.find(line);
+  ASSERT_NE(at, std::string::npos) << b.output;
+  double mine = 0, unsharded = 0;
+  ASSERT_EQ(std::sscanf(b.output.c_str() + at + line.size(),
+                        "%lf MiB (ZeRO-1 over 2 rank(s); unsharded %lf MiB)", &mine, &unsharded),
+            2)
+      << b.output.substr(at, 120);
+  EXPECT_GT(unsharded, 0);
+  EXPECT_NEAR(mine, unsharded / 2, 0.01);
+
+  // Four continuations on one rank, each from a copy of a stopped run.
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {plain, "0"}, {plain, "1"}, {sharded, "1"}, {sharded, "0"}};
+  std::vector<std::string> outs;
+  for (const auto& [from, zero] : runs) {
+    const std::string out = from + "_then_zero" + zero;
+    fs::copy(from, out, fs::copy_options::recursive);
+    auto r = Train("", recipe, out, "--set distributed.zero=" + zero + " --resume latest");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("saved by 2 rank(s), now 1"), std::string::npos) << r.output;
+    outs.push_back(out);
+  }
+  for (size_t i = 1; i < outs.size(); ++i) ExpectSameRun(outs[0], outs[i]);
 }
 
 // Unmounts what the test mounted, also when the test fails.

@@ -18,10 +18,9 @@
 
 #include "core/status.h"
 #include "distributed/autograd_collectives.h"
-#include "distributed/communicator_factory.h"
 #include "distributed/launch_env.h"
-#include "distributed/mpi_runtime.h"
 #include "models/clip_model.h"
+#include "tests/mpi_environment.h"
 #include "train/data_parallel.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -29,34 +28,7 @@
 namespace clipscale {
 namespace {
 
-std::unique_ptr<MpiRuntime>& Runtime() {
-  static auto* runtime = new std::unique_ptr<MpiRuntime>();
-  return *runtime;
-}
-std::unique_ptr<Communicator>& Comm() {
-  static auto* comm = new std::unique_ptr<Communicator>();
-  return *comm;
-}
-
-class MpiEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto runtime = MpiRuntime::Init(nullptr, nullptr);
-    ASSERT_TRUE(runtime.ok()) << runtime.status();
-    Runtime() = std::move(*runtime);
-    auto comm = CreateCommunicator(CommunicatorOptions().set_backend("auto"));
-    ASSERT_TRUE(comm.ok()) << comm.status();
-    Comm() = std::move(*comm);
-    if (const char* expected = std::getenv("CLIPSCALE_EXPECTED_RANKS")) {
-      ASSERT_EQ(Comm()->size(), std::atoi(expected)) << "started with the wrong number of ranks";
-    }
-  }
-  void TearDown() override {
-    Comm().reset();
-    Runtime().reset();
-  }
-};
-::testing::Environment* const kMpi = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
+using testing::Comm;
 
 constexpr int64_t kGlobalBatch = 16;  // divisible by W = 1, 2, 4
 constexpr int64_t kVocab = 500;
@@ -183,7 +155,7 @@ void CheckContract(const Case& c, torch::ScalarType dtype, double tolerance) {
   const torch::Tensor images = batch.images.narrow(0, comm.rank() * n, n);
   const torch::Tensor tokens = batch.tokens.narrow(0, comm.rank() * n, n);
   for (int64_t micro : {int64_t{0}, n / 2 + 1, int64_t{1}}) {
-    SCOPED_TRACE(testing::Message() << "W=" << comm.size() << " micro_batch=" << micro);
+    SCOPED_TRACE(::testing::Message() << "W=" << comm.size() << " micro_batch=" << micro);
     ClipModel model = MakeModel(config, dtype, c.logit_scale);
     if (c.lock_image) {
       for (auto& p : model->visual().parameters()) p.set_requires_grad(false);

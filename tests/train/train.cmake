@@ -48,3 +48,16 @@ set_tests_properties(train_test PROPERTIES COST 380)
 set_tests_properties(checkpoint_resume_test PROPERTIES COST 150)
 clipscale_test(grad_scaler_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/grad_scaler_test.cc
   DEPS clipscale_train LABELS "unit;parity" TORCH_PCH)
+# ZeRO-1's sharded AdamW: bitwise the unsharded update at W = 1, 2 and 4,
+# state bytes falling as 1/W, shards resharded onto another world size.
+clipscale_test(zero_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/zero_test.cc
+  DEPS clipscale_train LABELS "unit;mpi" TORCH_PCH NP 1 TIMEOUT 300)
+set_property(TEST zero_test APPEND PROPERTY ENVIRONMENT CLIPSCALE_EXPECTED_RANKS=1)
+clipscale_mpi_test_ranks(zero_test 2 LABELS "unit;mpi" TIMEOUT 300)
+clipscale_mpi_test_ranks(zero_test 4 LABELS "unit;mpi" TIMEOUT 300)
+# The GPU path (scripts/gpu-check.sh): tiled losses on CUDA vs CPU, pinned
+# batch buffers, a short `clipscale train` on CUDA over NCCL. Every case needs
+# a CUDA device: without one the entry is reported as skipped.
+clipscale_test(gpu_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/gpu_test.cc
+  DEPS clipscale_train LABELS "gpu" TORCH_PCH TIMEOUT 300)
+add_dependencies(gpu_test clipscale)

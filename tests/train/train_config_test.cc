@@ -39,6 +39,8 @@ TEST(TrainConfigTest, IntegersAreDecimal) {
 TEST(TrainConfigTest, SizeKeysAreRangeCheckedNamingKeyAndLine) {
   EXPECT_THAT(ErrorOf(WriteRecipe("distributed:\n  bucket_mb: 0\n")),
               HasSubstr("recipe.yaml:5:14: distributed.bucket_mb: is 0, must be in [1, 1048576]"));
+  EXPECT_THAT(ErrorOf(WriteRecipe("distributed:\n  zero: 2\n")),
+              HasSubstr("recipe.yaml:5:9: distributed.zero: is 2, must be in [0, 1]"));
   // 2^43 MB would overflow the byte count the trainer forms (bucket_mb << 20).
   EXPECT_THAT(ErrorOf(WriteRecipe("distributed:\n  bucket_mb: 8796093022208\n")),
               HasSubstr("recipe.yaml:5:14: distributed.bucket_mb: is 8796093022208"));
