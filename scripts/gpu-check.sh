@@ -154,7 +154,8 @@ EOF
 else
   extra_cmake=()
 fi
-if compgen -G "$carry/wheels/*.whl" >/dev/null; then
+# OpenCLIP there (the carried wheels are for its Python 3.12); here the venv has it.
+if ! "$py" -c 'import open_clip' 2>/dev/null && compgen -G "$carry/wheels/*.whl" >/dev/null; then
   step install-wheels "$py" -m pip install -q --no-deps --no-index --target "$out/pylib" \
     "$carry"/wheels/*.whl
   export PYTHONPATH=$out/pylib${PYTHONPATH:+:$PYTHONPATH}
