@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "core/random.h"
+#include "data/augment.h"
 #include "data/image.h"
 #include "data/transforms.h"
 
@@ -83,6 +85,15 @@ int main(int argc, char** argv) {
       [&] { clipscale::EvalTransform(*clipscale::DecodeImageScaled(jpeg, 224), 224, out.data()); },
       repeats);
 
+  // The training transform the streaming loader runs on a 256-px sample after
+  // its decode: RandomResizedCrop (scale 0.9-1) + Pillow-exact bicubic to 224
+  // + normalise (its cost bounds the loader's overhead over a raw decode).
+  const clipscale::Image small =
+      clipscale::CenterCrop(clipscale::ResizeShortestSide(image, 256), 256);
+  clipscale::SplitMix64 rng(1);
+  const double train_s =
+      MedianSeconds([&] { clipscale::TrainTransform(small, 224, {}, rng, out.data()); }, repeats);
+
   const double pil_decode = pillow["decode_s"], pil_eval = pillow["eval_s"];
   std::printf("image %dx%d JPEG, median of %d, single thread\n", image.width, image.height,
               repeats);
@@ -101,5 +112,7 @@ int main(int argc, char** argv) {
       "scaled-decode fast path (not exact) %.2f ms\n",
       (decode_s + eval_s) * 1e3, (pil_decode + pil_eval) * 1e3,
       (pil_decode + pil_eval) / (decode_s + eval_s), scaled_s * 1e3);
+  std::printf("train transform of a 256x256 image to 224 px: TrainTransform %.3f ms\n",
+              train_s * 1e3);
   return 0;
 }
