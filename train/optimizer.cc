@@ -150,15 +150,18 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
   return loss;
 }
 
-void AdamWSpanUpdate(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& exp_avg,
-                     const torch::Tensor& exp_avg_sq, int64_t step, const AdamWHyper& hyper) {
+void AdamWSpanUpdate(const torch::Tensor& p, const torch::Tensor& grad,
+                     const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t step,
+                     const AdamWHyper& hyper) {
   const auto dtype = p.scalar_type();
   const bool fused = p.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble) &&
                      grad.scalar_type() == dtype && exp_avg.scalar_type() == dtype &&
                      exp_avg_sq.scalar_type() == dtype && grad.device().is_cpu() &&
                      p.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() &&
                      exp_avg_sq.is_contiguous();
-  if (fused && dtype == torch::kFloat) return FusedSpan<float>(p, grad, exp_avg, exp_avg_sq, step, hyper);
+  if (fused && dtype == torch::kFloat) {
+    return FusedSpan<float>(p, grad, exp_avg, exp_avg_sq, step, hyper);
+  }
   if (fused) return FusedSpan<double>(p, grad, exp_avg, exp_avg_sq, step, hyper);
   // torch's AdamW, op for op (TorchAdamWUpdate without amsgrad).
   torch::NoGradGuard no_grad;

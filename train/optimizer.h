@@ -65,8 +65,9 @@ class FusedAdamW : public torch::optim::AdamW {
 struct AdamWHyper {
   double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
 };
-void AdamWSpanUpdate(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& exp_avg,
-                     const torch::Tensor& exp_avg_sq, int64_t step, const AdamWHyper& hyper);
+void AdamWSpanUpdate(const torch::Tensor& p, const torch::Tensor& grad,
+                     const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t step,
+                     const AdamWHyper& hyper);
 
 // Group 0 decays, group 1 does not; the learning rate is set per step. The
 // optimizer is a FusedAdamW.

@@ -266,14 +266,17 @@ absl::Status Trainer::Setup() {
     // The AdamW moments this rank holds (2 per trained element; ZeRO-1: 2 per
     // element of its shard), the figure ZeRO divides by W.
     int64_t unsharded = 0;
-    for (const torch::Tensor& p : TrainableParameters(*model_)) unsharded += 2 * static_cast<int64_t>(p.nbytes());
+    for (const torch::Tensor& p : TrainableParameters(*model_)) {
+      unsharded += 2 * static_cast<int64_t>(p.nbytes());
+    }
     const int64_t mine = zero_ ? zero_->state_bytes() : unsharded;
     const HostMaxMin bytes = HostAllMaxMin({mine}, *comm_, device_);
     if (rank_ == 0) {
       LogInfo("optimizer state per rank: ", absl::StrFormat("%.2f", bytes.max[0] / 1048576.0),
-              " MiB", zero_ ? absl::StrFormat(" (ZeRO-1 over %d rank(s); unsharded %.2f MiB)",
-                                              world_, unsharded / 1048576.0)
-                            : std::string(" (unsharded; distributed.zero: 1 shards it)"));
+              " MiB",
+              zero_ ? absl::StrFormat(" (ZeRO-1 over %d rank(s); unsharded %.2f MiB)", world_,
+                                      unsharded / 1048576.0)
+                    : std::string(" (unsharded; distributed.zero: 1 shards it)"));
     }
   }
   if (rank_ == 0) {

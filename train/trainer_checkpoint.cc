@@ -279,9 +279,8 @@ absl::Status Trainer::LoadTensors(const std::string& dir, const proto::Checkpoin
       const auto layout = ZeroLayout(params);
       int64_t total = 0;
       for (const auto& [name, numel] : layout) total += numel;
-      auto all = ReadOptimizerRange(dir, layout, saved_layout, saved_world,
-                                    state.zero_shard_size(), 0, total,
-                                    params.front().tensor.scalar_type());
+      auto all = ReadOptimizerRange(dir, layout, saved_layout, saved_world, state.zero_shard_size(),
+                                    0, total, params.front().tensor.scalar_type());
       loaded = all.status();
       if (all.ok()) loaded = SetOptimizerState(*optimizer_, params, *all);
       if (loaded.ok()) loaded = LoadModel(dir, *model_);
