@@ -49,6 +49,13 @@ absl::Status RunInspect(const CkptOptions& o) {
               static_cast<unsigned long long>(s.seed()));
   std::printf("  world size %d, global batch %lld, micro-batch %lld\n", s.world_size(),
               static_cast<long long>(s.global_batch()), static_cast<long long>(s.micro_batch()));
+  if (s.zero_world() > 0) {
+    int64_t elements = 0;
+    for (const auto& e : s.zero_layout()) elements += e.numel();
+    std::printf("  optimizer: ZeRO-1 shards of %d rank(s), %lld of %lld trained elements each\n",
+                s.zero_world(), static_cast<long long>(s.zero_shard_size()),
+                static_cast<long long>(elements));
+  }
   std::printf("  saved %s by clipscale %s after %.1f s of training\n", date,
               s.clipscale_version().c_str(), s.train_seconds());
   std::printf("  config hash %016llx, dataset index hash %016llx\n",
@@ -56,7 +63,7 @@ absl::Status RunInspect(const CkptOptions& o) {
               static_cast<unsigned long long>(s.index_hash()));
   std::printf("  files:\n");
   for (const ManifestEntry& f : manifest.files) {
-    std::printf("    %-24s %12llu bytes  crc32c %08x\n", f.name.c_str(),
+    std::printf("    %-30s %12llu bytes  crc32c %08x\n", f.name.c_str(),
                 static_cast<unsigned long long>(f.size), f.crc32c);
   }
   if (o.config) std::printf("config:\n%smodel:\n%s", s.config_yaml().c_str(), s.model_yaml().c_str());

@@ -344,6 +344,11 @@ TEST(CheckpointZero, ShardedEqualsUnshardedAndReshards) {
   EXPECT_FALSE(fs::exists(sharded + step10 + "/optimizer.safetensors"));
   EXPECT_TRUE(fs::exists(sharded + step10 + "/optimizer_shard_0.safetensors"));
   EXPECT_TRUE(fs::exists(sharded + step10 + "/optimizer_shard_1.safetensors"));
+  auto inspect =
+      testing::RunCommand(ShellQuote(Binary()) + " ckpt inspect " + ShellQuote(sharded + step10));
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("optimizer: ZeRO-1 shards of 2 rank(s)"), std::string::npos)
+      << inspect.output;
   // The start-up line: each rank holds half of the moments (ceil(P/2) of P).
   const std::string line = "optimizer state per rank: ";
   const size_t at = b.output.find(line);
