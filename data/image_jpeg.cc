@@ -53,10 +53,14 @@ bool IsTruncationWarning(const std::string& message) {
 // its first warning's text: after a harmless first warning ("extraneous bytes")
 // the truncation went unseen and the missing pixels came back grey. Neither
 // 0xFFDA nor 0xFFD9 can occur inside entropy-coded data (0xFF is stuffed), so
-// the last SOS found is the last scan's.
+// the last SOS found is the last scan's. Asked the other way round — is there
+// an SOS after the last EOI (or anywhere, without one)? — both searches stop
+// near where they start in a whole file: a backward search for the last SOS
+// would walk back over the whole entropy-coded scan (0.2 ms for a 190 KB file,
+// an eighth of its decode).
 bool EndsBeforeEoi(const std::string& bytes) {
-  const size_t sos = bytes.rfind("\xFF\xDA");
-  return sos != std::string::npos && bytes.find("\xFF\xD9", sos) == std::string::npos;
+  const size_t eoi = bytes.rfind("\xFF\xD9");
+  return bytes.find("\xFF\xDA", eoi == std::string::npos ? 0 : eoi + 2) != std::string::npos;
 }
 
 struct JpegHeader {
