@@ -81,35 +81,37 @@ AdamWHyper HyperOf(const torch::optim::AdamWOptions& options) {
   return h;
 }
 
-// torch::optim::AdamW::step's update of one parameter (state.step already
-// incremented), for the parameters the fused pass does not handle.
-void TorchAdamWUpdate(torch::Tensor& p, const torch::Tensor& grad,
-                      torch::optim::AdamWParamState& state, const torch::optim::AdamWOptions& options) {
-  if (options.weight_decay() != 0) p.mul_(1 - options.lr() * options.weight_decay());
-  const double beta1 = std::get<0>(options.betas());
-  const double beta2 = std::get<1>(options.betas());
-  const double bias_correction1 = 1 - std::pow(beta1, state.step());
-  const double bias_correction2 = 1 - std::pow(beta2, state.step());
-  state.exp_avg().mul_(beta1).add_(grad, 1 - beta1);
-  state.exp_avg_sq().mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+// torch::optim::AdamW::step's update of one span, op for op, for what the
+// fused loop does not handle; `max_exp_avg_sq` defined: amsgrad.
+void TorchAdamWSpan(const torch::Tensor& p, const torch::Tensor& grad, const torch::Tensor& exp_avg,
+                    const torch::Tensor& exp_avg_sq, const torch::Tensor& max_exp_avg_sq,
+                    int64_t step, const AdamWHyper& hyper) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor param = p, m = exp_avg, v = exp_avg_sq;  // handles: updated in place
+  if (hyper.weight_decay != 0) param.mul_(1 - hyper.lr * hyper.weight_decay);
+  const double bias_correction1 = 1 - std::pow(hyper.beta1, step);
+  const double bias_correction2 = 1 - std::pow(hyper.beta2, step);
+  m.mul_(hyper.beta1).add_(grad, 1 - hyper.beta1);
+  v.mul_(hyper.beta2).addcmul_(grad, grad, 1 - hyper.beta2);
   torch::Tensor denom;
-  if (options.amsgrad()) {
-    torch::max_out(state.max_exp_avg_sq(), state.exp_avg_sq(), state.max_exp_avg_sq());
-    denom = (state.max_exp_avg_sq().sqrt() / std::sqrt(bias_correction2)).add_(options.eps());
+  if (max_exp_avg_sq.defined()) {
+    torch::Tensor max_v = max_exp_avg_sq;
+    torch::max_out(max_v, v, max_v);
+    denom = (max_v.sqrt() / std::sqrt(bias_correction2)).add_(hyper.eps);
   } else {
-    denom = (state.exp_avg_sq().sqrt() / std::sqrt(bias_correction2)).add_(options.eps());
+    denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(hyper.eps);
   }
-  p.addcdiv_(state.exp_avg(), denom, -options.lr() / bias_correction1);
+  param.addcdiv_(m, denom, -hyper.lr / bias_correction1);
 }
 
-bool Fusable(const torch::Tensor& p, const torch::Tensor& grad,
-             const torch::optim::AdamWParamState& state, const torch::optim::AdamWOptions& options) {
+// The fused loop's domain: dense contiguous CPU fp32/fp64 spans of one dtype.
+bool FusedLoopApplies(const torch::Tensor& p, const torch::Tensor& grad,
+                      const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq) {
   const auto dtype = p.scalar_type();
-  return !options.amsgrad() && p.device().is_cpu() &&
-         (dtype == torch::kFloat || dtype == torch::kDouble) && grad.scalar_type() == dtype &&
-         grad.device().is_cpu() && !grad.is_sparse() && p.is_contiguous() &&
-         grad.is_contiguous() && state.exp_avg().is_contiguous() &&
-         state.exp_avg_sq().is_contiguous();
+  return p.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble) &&
+         grad.device().is_cpu() && !grad.is_sparse() && grad.scalar_type() == dtype &&
+         exp_avg.scalar_type() == dtype && exp_avg_sq.scalar_type() == dtype && p.is_contiguous() &&
+         grad.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous();
 }
 
 }  // namespace
@@ -123,6 +125,7 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
   }
   for (auto& group : param_groups()) {
     const auto& options = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    const AdamWHyper hyper = HyperOf(options);
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       const torch::Tensor& grad = p.grad();
@@ -139,11 +142,12 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       }
       auto& param_state = static_cast<torch::optim::AdamWParamState&>(*slot);
       param_state.step(param_state.step() + 1);
-      if (!Fusable(p, grad, param_state, options)) {
-        TorchAdamWUpdate(p, grad, param_state, options);
+      if (options.amsgrad()) {
+        TorchAdamWSpan(p, grad, param_state.exp_avg(), param_state.exp_avg_sq(),
+                       param_state.max_exp_avg_sq(), param_state.step(), hyper);
       } else {
         AdamWSpanUpdate(p, grad, param_state.exp_avg(), param_state.exp_avg_sq(),
-                        param_state.step(), HyperOf(options));
+                        param_state.step(), hyper);
       }
     }
   }
@@ -153,27 +157,13 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
 void AdamWSpanUpdate(const torch::Tensor& p, const torch::Tensor& grad,
                      const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq, int64_t step,
                      const AdamWHyper& hyper) {
-  const auto dtype = p.scalar_type();
-  const bool fused = p.device().is_cpu() && (dtype == torch::kFloat || dtype == torch::kDouble) &&
-                     grad.scalar_type() == dtype && exp_avg.scalar_type() == dtype &&
-                     exp_avg_sq.scalar_type() == dtype && grad.device().is_cpu() &&
-                     p.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() &&
-                     exp_avg_sq.is_contiguous();
-  if (fused && dtype == torch::kFloat) {
+  if (!FusedLoopApplies(p, grad, exp_avg, exp_avg_sq)) {
+    return TorchAdamWSpan(p, grad, exp_avg, exp_avg_sq, torch::Tensor(), step, hyper);
+  }
+  if (p.scalar_type() == torch::kFloat) {
     return FusedSpan<float>(p, grad, exp_avg, exp_avg_sq, step, hyper);
   }
-  if (fused) return FusedSpan<double>(p, grad, exp_avg, exp_avg_sq, step, hyper);
-  // torch's AdamW, op for op (TorchAdamWUpdate without amsgrad).
-  torch::NoGradGuard no_grad;
-  torch::Tensor param = p;
-  if (hyper.weight_decay != 0) param.mul_(1 - hyper.lr * hyper.weight_decay);
-  const double bias_correction1 = 1 - std::pow(hyper.beta1, step);
-  const double bias_correction2 = 1 - std::pow(hyper.beta2, step);
-  torch::Tensor m = exp_avg, v = exp_avg_sq;
-  m.mul_(hyper.beta1).add_(grad, 1 - hyper.beta1);
-  v.mul_(hyper.beta2).addcmul_(grad, grad, 1 - hyper.beta2);
-  const torch::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(hyper.eps);
-  param.addcdiv_(m, denom, -hyper.lr / bias_correction1);
+  FusedSpan<double>(p, grad, exp_avg, exp_avg_sq, step, hyper);
 }
 
 bool ExcludedFromWeightDecay(const std::string& name, const torch::Tensor& parameter) {
