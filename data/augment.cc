@@ -34,7 +34,11 @@ CropBox RandomResizedCropBox(int width, int height, const RandomResizedCropOptio
 void TrainTransform(const Image& image, int size, const RandomResizedCropOptions& options,
                     SplitMix64& rng, float* out) {
   const CropBox box = RandomResizedCropBox(image.width, image.height, options, rng);
-  NormalizeToCHW(ResizeRegion(image, box.left, box.top, box.width, box.height, size, size), out);
+  // The resized crop goes to a buffer the thread keeps: a fresh 150 KB one per
+  // sample would be page-faulted in every time (glibc unmaps such blocks on free).
+  thread_local Image resized;
+  ResizeRegionInto(image, box.left, box.top, box.width, box.height, size, size, &resized);
+  NormalizeToCHW(resized, out);
 }
 
 }  // namespace clipscale

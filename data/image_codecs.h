@@ -10,11 +10,17 @@
 
 namespace clipscale::image_internal {
 
-// `min_side` > 0 asks for libjpeg-turbo's scaled decode (see DecodeImageScaled);
-// 0 decodes at full size, Pillow-exact.
-absl::StatusOr<Image> DecodeJpeg(const std::string& bytes, int min_side);
-absl::StatusOr<Image> DecodePng(const std::string& bytes);
-absl::StatusOr<Image> DecodeWebp(const std::string& bytes);
+// Each decodes into `image` through SizeImage, so a caller that keeps one Image
+// reuses its pixel buffer (see DecodeImageInto). `min_side` > 0 asks for
+// libjpeg-turbo's scaled decode (see DecodeImageScaled); 0 decodes at full
+// size, Pillow-exact.
+absl::Status DecodeJpeg(const std::string& bytes, int min_side, Image* image);
+absl::Status DecodePng(const std::string& bytes, Image* image);
+absl::Status DecodeWebp(const std::string& bytes, Image* image);
+
+// Sets the size and makes room for its width * height * 3 bytes, keeping the
+// buffer's capacity; returns the pixels.
+uint8_t* SizeImage(Image* image, int width, int height);
 
 // InvalidArgument unless 0 < width, height and width * height <= kMaxImagePixels.
 absl::Status CheckImageSize(const char* format, int64_t width, int64_t height);

@@ -1,6 +1,7 @@
 // Format sniffing, WebP, and the public entry points of data/image.h.
 #include <webp/decode.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -28,10 +29,17 @@ absl::Status CheckImageSize(const char* format, int64_t width, int64_t height) {
   return absl::OkStatus();
 }
 
+uint8_t* SizeImage(Image* image, int width, int height) {
+  image->width = width;
+  image->height = height;
+  image->rgb.resize(static_cast<size_t>(width) * height * 3);
+  return image->rgb.data();
+}
+
 // Pillow opens WebP through WebPAnimDecoder and converts RGBA to RGB by dropping
 // alpha; for a still image that is libwebp's plain RGB decode (alpha is a
 // separate plane, never premultiplied into RGB in this mode).
-absl::StatusOr<Image> DecodeWebp(const std::string& bytes) {
+absl::Status DecodeWebp(const std::string& bytes, Image* image) {
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
   WebPBitstreamFeatures features;
   VP8StatusCode code = WebPGetFeatures(data, bytes.size(), &features);
@@ -43,15 +51,11 @@ absl::StatusOr<Image> DecodeWebp(const std::string& bytes) {
     return absl::InvalidArgumentError("WebP: animated images are not supported");
   }
   RETURN_IF_ERROR(CheckImageSize("WebP", features.width, features.height));
-  Image image;
-  image.width = features.width;
-  image.height = features.height;
-  image.rgb.resize(static_cast<size_t>(image.width) * image.height * 3);
-  if (WebPDecodeRGBInto(data, bytes.size(), image.rgb.data(), image.rgb.size(), image.width * 3) ==
-      nullptr) {
+  uint8_t* rgb = SizeImage(image, features.width, features.height);
+  if (WebPDecodeRGBInto(data, bytes.size(), rgb, image->rgb.size(), image->width * 3) == nullptr) {
     return absl::DataLossError("WebP: corrupt or truncated image data");
   }
-  return image;
+  return absl::OkStatus();
 }
 
 }  // namespace image_internal
@@ -69,15 +73,24 @@ ImageFormat SniffImageFormat(const std::string& bytes) {
 
 namespace {
 
-absl::StatusOr<Image> Decode(const std::string& bytes, int min_side) {
+absl::StatusOr<Image> Decoded(const std::string& bytes, int min_side) {
+  Image image;
+  RETURN_IF_ERROR(DecodeImageInto(bytes, min_side, &image));
+  return image;
+}
+
+}  // namespace
+
+absl::Status DecodeImageInto(const std::string& bytes, int min_side, Image* image) {
   if (bytes.empty()) return absl::InvalidArgumentError("empty image data");
+  min_side = std::max(min_side, 0);
   switch (SniffImageFormat(bytes)) {
     case ImageFormat::kJpeg:
-      return image_internal::DecodeJpeg(bytes, min_side);
+      return image_internal::DecodeJpeg(bytes, min_side, image);
     case ImageFormat::kPng:
-      return image_internal::DecodePng(bytes);
+      return image_internal::DecodePng(bytes, image);
     case ImageFormat::kWebp:
-      return image_internal::DecodeWebp(bytes);
+      return image_internal::DecodeWebp(bytes, image);
     case ImageFormat::kUnknown:
       break;
   }
@@ -85,12 +98,10 @@ absl::StatusOr<Image> Decode(const std::string& bytes, int min_side) {
                                                  " bytes; JPEG, PNG and WebP are supported)"));
 }
 
-}  // namespace
-
-absl::StatusOr<Image> DecodeImage(const std::string& bytes) { return Decode(bytes, 0); }
+absl::StatusOr<Image> DecodeImage(const std::string& bytes) { return Decoded(bytes, 0); }
 
 absl::StatusOr<Image> DecodeImageScaled(const std::string& bytes, int min_side) {
-  return Decode(bytes, min_side > 0 ? min_side : 0);
+  return Decoded(bytes, min_side);
 }
 
 absl::StatusOr<Image> ReadImageFile(const std::string& path) {

@@ -159,7 +159,7 @@ tjscalingfactor PickScale(const JpegHeader& header, int min_side) {
 
 }  // namespace
 
-absl::StatusOr<Image> DecodeJpeg(const std::string& bytes, int min_side) {
+absl::Status DecodeJpeg(const std::string& bytes, int min_side, Image* image) {
   ASSIGN_OR_RETURN(JpegHeader header, ReadHeader(bytes));
   RETURN_IF_ERROR(CheckImageSize("JPEG", header.width, header.height));
   // Before allocating: a few bytes claiming a huge frame are refused at once.
@@ -168,18 +168,15 @@ absl::StatusOr<Image> DecodeJpeg(const std::string& bytes, int min_side) {
         "JPEG: file is truncated (no end-of-image marker after the last scan)");
   }
   tjscalingfactor scale = PickScale(header, min_side);
-  Image image;
-  image.width = TJSCALED(header.width, scale);
-  image.height = TJSCALED(header.height, scale);
+  uint8_t* rgb = SizeImage(image, TJSCALED(header.width, scale), TJSCALED(header.height, scale));
   const bool cmyk = header.components == 4;
-  const size_t pixels = static_cast<size_t>(image.width) * image.height;
+  const size_t pixels = static_cast<size_t>(image->width) * image->height;
   std::vector<uint8_t> cmyk_buffer(cmyk ? pixels * 4 : 0);
-  image.rgb.resize(pixels * 3);
-  uint8_t* out = cmyk ? cmyk_buffer.data() : image.rgb.data();
+  uint8_t* out = cmyk ? cmyk_buffer.data() : rgb;
   tjhandle tj = ThreadDecompressor::Get();
   if (tj == nullptr) return absl::InternalError("JPEG: tjInitDecompress failed");
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-  if (tjDecompress2(tj, data, bytes.size(), out, image.width, 0, image.height,
+  if (tjDecompress2(tj, data, bytes.size(), out, image->width, 0, image->height,
                     cmyk ? TJPF_CMYK : TJPF_RGB, TJFLAG_LIMITSCANS) != 0) {
     const std::string message = tjGetErrorStr2(tj);
     const bool warning = tjGetErrorCode(tj) == TJERR_WARNING;
@@ -188,8 +185,8 @@ absl::StatusOr<Image> DecodeJpeg(const std::string& bytes, int min_side) {
       return absl::DataLossError(absl::StrCat("JPEG: ", message));
     }
   }
-  if (cmyk) InvertedCmykToRgb(cmyk_buffer.data(), pixels, image.rgb.data());
-  return image;
+  if (cmyk) InvertedCmykToRgb(cmyk_buffer.data(), pixels, rgb);
+  return absl::OkStatus();
 }
 
 }  // namespace clipscale::image_internal

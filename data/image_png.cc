@@ -112,7 +112,7 @@ void ToRgb(const PngLayout& layout, const uint8_t* in, uint8_t* out) {
 
 }  // namespace
 
-absl::StatusOr<Image> DecodePng(const std::string& bytes) {
+absl::Status DecodePng(const std::string& bytes, Image* image) {
   PngContext context;
   context.data = reinterpret_cast<const unsigned char*>(bytes.data());
   context.size = bytes.size();
@@ -131,19 +131,16 @@ absl::StatusOr<Image> DecodePng(const std::string& bytes) {
   if (!direct && layout.bit_depth == 16 && layout.channels != 1) {
     return absl::InternalError("PNG: unexpected 16-bit layout after transforms");
   }
-  Image image;
-  image.width = static_cast<int>(layout.width);
-  image.height = static_cast<int>(layout.height);
-  image.rgb.resize(static_cast<size_t>(image.width) * image.height * 3);
+  uint8_t* rgb = SizeImage(image, static_cast<int>(layout.width), static_cast<int>(layout.height));
   std::vector<uint8_t> decoded(direct ? 0 : layout.row_bytes * layout.height);
-  uint8_t* base = direct ? image.rgb.data() : decoded.data();
+  uint8_t* base = direct ? rgb : decoded.data();
   std::vector<png_bytep> rows(layout.height);
   for (png_uint_32 y = 0; y < layout.height; ++y) rows[y] = base + y * layout.row_bytes;
   if (!ReadPngRows(&reader, rows.data())) {
     return absl::DataLossError(absl::StrCat("PNG: corrupt image data: ", context.message));
   }
-  if (!direct) ToRgb(layout, decoded.data(), image.rgb.data());
-  return image;
+  if (!direct) ToRgb(layout, decoded.data(), rgb);
+  return absl::OkStatus();
 }
 
 }  // namespace clipscale::image_internal

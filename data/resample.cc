@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/status.h"
@@ -141,9 +142,14 @@ CLIPSCALE_SIMD_CLONES void ResampleVertical(ByteRows in, size_t row_bytes, int r
 }
 
 // out (cols rows of `rows` pixels) = the transpose of the rows x cols pixels
-// of `in`, in 16 x 16 blocks so that both sides stay in cache.
+// of `in`, in 16 x 16 blocks so that both sides stay in cache. A pixel moves
+// as one 4-byte load and store: the load's extra byte lies in the next input
+// row, and the store's lands on the first byte of output pixel (x, y + 1),
+// which is written after it. Both exist for every row but the last, which moves
+// byte by byte.
 void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
   constexpr int kBlock = 16;
+  const size_t out_stride = static_cast<size_t>(rows) * 3;
   for (int y0 = 0; y0 < rows; y0 += kBlock) {
     const int y1 = std::min(y0 + kBlock, rows);
     for (int x0 = 0; x0 < cols; x0 += kBlock) {
@@ -151,10 +157,18 @@ void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
       for (int y = y0; y < y1; ++y) {
         const uint8_t* src = in.data + y * in.stride + x0 * 3;
         uint8_t* dst = out + (static_cast<size_t>(x0) * rows + y) * 3;
-        for (int x = x0; x < x1; ++x, src += 3, dst += static_cast<size_t>(rows) * 3) {
-          dst[0] = src[0];
-          dst[1] = src[1];
-          dst[2] = src[2];
+        if (y + 1 < rows) {
+          for (int x = x0; x < x1; ++x, src += 3, dst += out_stride) {
+            uint32_t pixel;
+            std::memcpy(&pixel, src, 4);
+            std::memcpy(dst, &pixel, 4);
+          }
+        } else {
+          for (int x = x0; x < x1; ++x, src += 3, dst += out_stride) {
+            dst[0] = src[0];
+            dst[1] = src[1];
+            dst[2] = src[2];
+          }
         }
       }
     }
@@ -204,21 +218,22 @@ void ResampleHorizontal(ByteRows in, int rows, int in_width, const AxisKernel& k
   }
 }
 
-// Resize of the width x height pixels at `in` (rows `stride` bytes apart).
-Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height) {
+// Resize of the width x height pixels at `in` (rows `stride` bytes apart) into
+// `image`, reusing its buffer.
+void ResizeRows(ByteRows in, int in_width, int in_height, int width, int height, Image* image) {
   const bool need_horizontal = width != in_width;
   const bool need_vertical = height != in_height;
-  Image out;
-  out.width = width;
-  out.height = height;
-  out.rgb.resize(static_cast<size_t>(width) * height * 3);
+  image->width = width;
+  image->height = height;
+  image->rgb.resize(static_cast<size_t>(width) * height * 3);
+  uint8_t* const out = image->rgb.data();
   const size_t in_row_bytes = static_cast<size_t>(in_width) * 3;
   const size_t out_row_bytes = static_cast<size_t>(width) * 3;
   if (!need_horizontal && !need_vertical) {
     for (int y = 0; y < height; ++y) {
-      std::copy_n(in.data + y * in.stride, out_row_bytes, &out.rgb[y * out_row_bytes]);
+      std::copy_n(in.data + y * in.stride, out_row_bytes, out + y * out_row_bytes);
     }
-    return out;
+    return;
   }
   AxisKernel vertical = PrecomputeKernel(in_height, height);
   thread_local std::vector<uint8_t> temp_buffer;  // the first pass's output
@@ -229,14 +244,14 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
       height < in_height && (in_height - height) > 2 * (in_width - width);
   if (vertical_first) {
     if (!need_horizontal) {
-      ResampleVertical(in, in_row_bytes, 0, vertical, height, out.rgb.data());
-      return out;
+      ResampleVertical(in, in_row_bytes, 0, vertical, height, out);
+      return;
     }
     Scratch temp(temp_buffer, in_row_bytes * height);
     ResampleVertical(in, in_row_bytes, 0, vertical, height, temp.data());
     ResampleHorizontal({temp.data(), in_row_bytes}, height, in_width,
-                       PrecomputeKernel(in_width, width), width, out.rgb.data());
-    return out;
+                       PrecomputeKernel(in_width, width), width, out);
+    return;
   }
   // Horizontal first, producing only the rows the vertical pass reads.
   int first_row = 0, rows = in_height;
@@ -247,28 +262,33 @@ Image ResizeRows(ByteRows in, int in_width, int in_height, int width, int height
   AxisKernel horizontal = PrecomputeKernel(in_width, width);
   const ByteRows from_first = {in.data + first_row * in.stride, in.stride};
   if (!need_vertical) {
-    ResampleHorizontal(from_first, rows, in_width, horizontal, width, out.rgb.data());
-    return out;
+    ResampleHorizontal(from_first, rows, in_width, horizontal, width, out);
+    return;
   }
   Scratch temp(temp_buffer, out_row_bytes * rows);
   ResampleHorizontal(from_first, rows, in_width, horizontal, width, temp.data());
-  ResampleVertical({temp.data(), out_row_bytes}, out_row_bytes, first_row, vertical, height,
-                   out.rgb.data());
-  return out;
+  ResampleVertical({temp.data(), out_row_bytes}, out_row_bytes, first_row, vertical, height, out);
 }
 
 }  // namespace
 
-Image ResizeRegion(const Image& image, int left, int top, int region_width, int region_height,
-                   int width, int height) {
+void ResizeRegionInto(const Image& image, int left, int top, int region_width, int region_height,
+                      int width, int height, Image* out) {
   CS_CHECK_MSG(width > 0 && height > 0, "Resize to ", width, "x", height);
   CS_CHECK_MSG(left >= 0 && top >= 0 && region_width > 0 && region_height > 0 &&
                    left + region_width <= image.width && top + region_height <= image.height,
                "region ", region_width, "x", region_height, "+", left, "+", top, " of a ",
                image.width, "x", image.height, " image");
   const size_t stride = static_cast<size_t>(image.width) * 3;
-  return ResizeRows({image.rgb.data() + top * stride + static_cast<size_t>(left) * 3, stride},
-                    region_width, region_height, width, height);
+  ResizeRows({image.rgb.data() + top * stride + static_cast<size_t>(left) * 3, stride},
+             region_width, region_height, width, height, out);
+}
+
+Image ResizeRegion(const Image& image, int left, int top, int region_width, int region_height,
+                   int width, int height) {
+  Image out;
+  ResizeRegionInto(image, left, top, region_width, region_height, width, height, &out);
+  return out;
 }
 
 Image Resize(const Image& image, int width, int height) {

@@ -30,6 +30,9 @@ struct SampleReader::ShardFile {
 
 namespace {
 
+// A decode thread's image buffers above this are given back after the sample.
+constexpr size_t kMaxKeptBufferBytes = size_t{8} << 20;
+
 template <class V, class Map>
 bool LruGet(Map& lru, int64_t key, V* out) {
   auto it = lru.where.find(key);
@@ -153,7 +156,13 @@ BadSample SampleReader::Read(const SampleRef& ref, uint64_t augment_seed, const 
     if ((image_member = sample.Find(ext))) break;
   }
   const IndexedMember* text = sample.Find("txt");
-  std::string bytes, caption, cls, json;
+  // The image's bytes and pixels go to buffers the decode thread keeps (no
+  // allocation per sample: glibc gives blocks this large back to the kernel on
+  // free, and faulting them in again costs a 256-px JPEG's decode a fifth
+  // more); they are given back after an unusually large image.
+  thread_local std::string bytes;
+  thread_local Image image;
+  std::string caption, cls, json;
   absl::Status status;
   if (text == nullptr && options_.require_caption) {
     *why = absl::StrCat(sample.key, ": no .txt caption");
@@ -172,17 +181,18 @@ BadSample SampleReader::Read(const SampleRef& ref, uint64_t augment_seed, const 
   status = ReadMember(**file, *image_member, kMaxImageMemberBytes, &bytes);
   if (status.ok()) {
     const int min_side = options_.fast_decode ? options_.image_size : 0;
-    auto image = DecodeImageScaled(bytes, min_side);
-    status = image.status();
-    if (image.ok()) {
+    status = DecodeImageInto(bytes, min_side, &image);
+    if (status.ok()) {
       if (options_.augment) {
         SplitMix64 rng(augment_seed);
-        TrainTransform(*image, options_.image_size, options_.crop, rng, out.image);
+        TrainTransform(image, options_.image_size, options_.crop, rng, out.image);
       } else {
-        EvalTransform(*image, options_.image_size, out.image);
+        EvalTransform(image, options_.image_size, out.image);
       }
     }
   }
+  if (bytes.capacity() > kMaxKeptBufferBytes) std::string().swap(bytes);
+  if (image.rgb.capacity() > kMaxKeptBufferBytes) image = Image();
   if (!status.ok()) {
     *why = absl::StrCat(sample.key, ".", image_member->extension, ": ", status.message());
     return status.code() == absl::StatusCode::kResourceExhausted ? BadSample::kImageTooLarge

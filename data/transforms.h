@@ -34,6 +34,9 @@ Image Resize(const Image& image, int width, int height);
 // the copy.
 Image ResizeRegion(const Image& image, int left, int top, int region_width, int region_height,
                    int width, int height);
+// The same into `out`, reusing its buffer (`out` must not be `image`).
+void ResizeRegionInto(const Image& image, int left, int top, int region_width, int region_height,
+                      int width, int height, Image* out);
 
 // torchvision Resize(size) on a PIL image: the shorter side becomes `size`, the
 // longer one int(size * long / short); returned unchanged if already that size.

@@ -135,5 +135,32 @@ TEST(ImageDecodeTest, ScaledJpegDecodeMatchesPillowDraft) {
   EXPECT_EQ(png_scaled->rgb, DecodeImage(png)->rgb);
 }
 
+// One Image reused for every file, as a decode thread reuses its buffer:
+// formats and sizes alternate (the buffer grows and shrinks) and refused
+// files come in between, yet each decode equals a decode into a fresh Image.
+TEST(ImageDecodeTest, DecodeIntoAReusedImageEqualsAFreshDecode) {
+  const auto& ref = GetImageReference();
+  Image reused;
+  int decoded = 0;
+  for (int min_side : {0, 60}) {
+    for (const auto& entry : ref.manifest["images"]) {
+      const std::string name = entry["name"];
+      const std::string bytes = ReadFileBytes(ref.Path(entry["file"]));
+      absl::StatusOr<Image> fresh = DecodeImageScaled(bytes, min_side);
+      ASSERT_TRUE(fresh.ok()) << name << ": " << fresh.status();
+      ASSERT_TRUE(DecodeImageInto(bytes, min_side, &reused).ok()) << name;
+      EXPECT_EQ(reused.width, fresh->width) << name;
+      EXPECT_EQ(reused.height, fresh->height) << name;
+      EXPECT_EQ(reused.rgb, fresh->rgb) << name << " min_side " << min_side;
+      ++decoded;
+      const auto& errors = ref.manifest["errors"];
+      const auto& bad = errors[decoded % errors.size()];
+      EXPECT_FALSE(DecodeImageInto(ReadFileBytes(ref.Path(bad["file"])), min_side, &reused).ok())
+          << bad["name"].get<std::string>();
+    }
+  }
+  EXPECT_GT(decoded, 10);
+}
+
 }  // namespace
 }  // namespace clipscale

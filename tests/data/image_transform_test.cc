@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/random.h"
@@ -150,6 +151,47 @@ TEST(ImageTransformTest, ResizeRegionEqualsResizeOfTheCopiedBox) {
     EXPECT_EQ(got.height, c.out_height);
     EXPECT_EQ(got.rgb, expected.rgb) << c.left << "," << c.top << " " << c.width << "x" << c.height
                                      << " -> " << c.out_width << "x" << c.out_height;
+  }
+}
+
+// NormalizeToCHW computes eight pixels at a time where the CPU allows and the
+// rest one by one: every pixel, in every plane, is torch's float32
+// (v / 255 - mean) / std, for sizes with and without a remainder of eight.
+TEST(ImageTransformTest, NormalizeIsTorchsArithmeticForEveryPixel) {
+  SplitMix64 rng(11);
+  for (const auto [width, height] : {std::pair{1, 1}, {3, 5}, {8, 1}, {13, 7}, {224, 224}}) {
+    Image image{width, height, std::vector<uint8_t>(static_cast<size_t>(width) * height * 3)};
+    for (uint8_t& v : image.rgb) v = static_cast<uint8_t>(rng.Below(256));
+    const size_t plane = static_cast<size_t>(width) * height;
+    std::vector<float> chw(3 * plane + 1, -1e30f);  // one guard element past the end
+    NormalizeToCHW(image, chw.data());
+    int wrong = 0;
+    for (int c = 0; c < 3; ++c) {
+      for (size_t i = 0; i < plane; ++i) {
+        const float expected =
+            (static_cast<float>(image.rgb[i * 3 + c]) / 255.0f - kOpenAiNormalization.mean[c]) /
+            kOpenAiNormalization.std[c];
+        wrong += std::memcmp(&chw[c * plane + i], &expected, sizeof(float)) != 0;
+      }
+    }
+    EXPECT_EQ(wrong, 0) << width << "x" << height;
+    EXPECT_EQ(chw[3 * plane], -1e30f) << width << "x" << height;
+  }
+}
+
+// ResizeRegionInto reuses its output's buffer: resizes to other sizes, larger
+// and smaller, into one Image give the bytes of ResizeRegion each time.
+TEST(ImageTransformTest, ResizeIntoAReusedImageEqualsAFreshResize) {
+  Image noise{97, 83, std::vector<uint8_t>(97 * 83 * 3)};
+  SplitMix64 rng(5);
+  for (uint8_t& v : noise.rgb) v = static_cast<uint8_t>(rng.Below(256));
+  Image reused;
+  for (const auto [out_width, out_height] : {std::pair{224, 224}, {9, 31}, {97, 83}, {300, 2}}) {
+    ResizeRegionInto(noise, 3, 4, 90, 77, out_width, out_height, &reused);
+    const Image fresh = ResizeRegion(noise, 3, 4, 90, 77, out_width, out_height);
+    EXPECT_EQ(reused.width, out_width);
+    EXPECT_EQ(reused.height, out_height);
+    EXPECT_EQ(reused.rgb, fresh.rgb) << out_width << "x" << out_height;
   }
 }
 
