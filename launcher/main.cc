@@ -6,6 +6,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "core/malloc_tuning.h"
 #include "core/status.h"
 #include "distributed/launch_env.h"
 #include "distributed/mpi_runtime.h"
@@ -43,6 +44,9 @@ bool WantMpi() {
 
 int main(int argc, char** argv) {
   std::set_terminate(OnTerminate);
+  // First, before MPI or any thread allocates: a step's freed tensors stay in
+  // the process for the next step instead of being page-faulted in again.
+  (void)clipscale::KeepFreedMemoryForReuse();
   std::unique_ptr<clipscale::MpiRuntime> mpi;
   if (WantMpi()) {
     auto runtime = clipscale::MpiRuntime::Init(&argc, &argv);
