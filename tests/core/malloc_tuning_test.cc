@@ -12,27 +12,6 @@
 namespace clipscale {
 namespace {
 
-// Larger than glibc's highest default mmap threshold (32 MiB): by default it
-// is mmapped and unmapped again on free.
-constexpr size_t kBlockBytes = 100u << 20;
-
-// Allocates, touches and frees one block; reports whether it was mmapped and
-// how much of the heap stayed in the process after the free.
-struct BlockCycle {
-  bool mmapped = false;
-  size_t heap_after_free = 0;
-};
-BlockCycle AllocateTouchFree() {
-  const size_t mmapped_before = mallinfo2().hblks;
-  void* volatile block = std::malloc(kBlockBytes);
-  std::memset(block, 1, kBlockBytes);
-  BlockCycle cycle;
-  cycle.mmapped = mallinfo2().hblks > mmapped_before;
-  std::free(block);
-  cycle.heap_after_free = mallinfo2().arena;
-  return cycle;
-}
-
 class MallocTuningTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -73,6 +52,27 @@ TEST_F(MallocTuningTest, UnderTheAddressSanitizerMallocIsNotGlibcs) {
   EXPECT_NE(tuning.reason.find("sanitizer"), std::string::npos) << tuning.reason;
 }
 #else
+// Larger than glibc's highest default mmap threshold (32 MiB): by default it
+// is mmapped and unmapped again on free.
+constexpr size_t kBlockBytes = 100u << 20;
+
+// Allocates, touches and frees one block; reports whether it was mmapped and
+// how much of the heap stayed in the process after the free.
+struct BlockCycle {
+  bool mmapped = false;
+  size_t heap_after_free = 0;
+};
+BlockCycle AllocateTouchFree() {
+  const size_t mmapped_before = mallinfo2().hblks;
+  void* volatile block = std::malloc(kBlockBytes);
+  std::memset(block, 1, kBlockBytes);
+  BlockCycle cycle;
+  cycle.mmapped = mallinfo2().hblks > mmapped_before;
+  std::free(block);
+  cycle.heap_after_free = mallinfo2().arena;
+  return cycle;
+}
+
 TEST_F(MallocTuningTest, AFreedLargeBlockStaysInTheHeap) {
   // glibc's default first: the block is mmapped and leaves with the free.
   const BlockCycle before = AllocateTouchFree();
