@@ -14,7 +14,8 @@ std::string SourceDir();
 std::string BinaryDir();
 std::string Python();
 
-// A fresh, empty folder under the build tree, named after the running test.
+// A fresh, empty folder under the build tree, named after the running test
+// (and, under mpirun, the world size: the same for every rank of one job).
 std::string MakeTempDir();
 
 // Runs `python tests/py/<script> args...` (quoted), returns its stdout, or an
