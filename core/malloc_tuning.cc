@@ -41,8 +41,8 @@ MallocTuning KeepFreedMemoryForReuse() {
   return {false, "the address sanitizer's allocator replaces malloc"};
 #else
   // Setting either threshold also stops glibc's own adjustment of them.
-  if (mallopt(M_MMAP_THRESHOLD, static_cast<int>(kKeptMmapThresholdBytes)) != 1 ||
-      mallopt(M_TRIM_THRESHOLD, static_cast<int>(kKeptTrimThresholdBytes)) != 1) {
+  if (mallopt(M_MMAP_THRESHOLD, kKeptMmapThresholdBytes) != 1 ||
+      mallopt(M_TRIM_THRESHOLD, kKeptTrimThresholdBytes) != 1) {
     return {false, "mallopt refused the thresholds"};
   }
   return {true, ""};

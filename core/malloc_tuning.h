@@ -13,8 +13,9 @@
 namespace clipscale {
 
 // Above these a block is mmapped / the heap's free top is returned.
-inline constexpr long kKeptMmapThresholdBytes = 256L << 20;
-inline constexpr long kKeptTrimThresholdBytes = 1L << 30;
+// (ints: what mallopt takes).
+inline constexpr int kKeptMmapThresholdBytes = 256 << 20;
+inline constexpr int kKeptTrimThresholdBytes = 1 << 30;
 
 struct MallocTuning {
   bool applied = false;
@@ -23,9 +24,9 @@ struct MallocTuning {
 
 // Raises glibc's mmap and trim thresholds to the constants above, so freed
 // blocks stay in the process for the next step, unless the environment
-// already tunes malloc (GLIBC_TUNABLES naming glibc.malloc, MALLOC_*_
-// variables) or CLIPSCALE_MALLOC=system asks for glibc's defaults. Call once,
-// at start-up, before any thread allocates.
+// already tunes malloc (GLIBC_TUNABLES naming glibc.malloc, the MALLOC_*
+// variables glibc reads) or CLIPSCALE_MALLOC=system asks for glibc's
+// defaults. Call once, at start-up, before any thread allocates.
 MallocTuning KeepFreedMemoryForReuse();
 
 }  // namespace clipscale
