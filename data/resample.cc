@@ -24,7 +24,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "core/status.h"
 #include "data/transforms.h"
@@ -93,13 +98,38 @@ CLIPSCALE_NO_FP_CONTRACT AxisKernel PrecomputeKernel(int in_size, int out_size) 
   return kernel;
 }
 
-// The hot loops are compiled twice, for AVX2 and for baseline x86-64, and the
-// loader picks one when the library loads (GCC's function multiversioning).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define CLIPSCALE_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLIPSCALE_SIMD_CLONES
-#endif
+// PrecomputeKernel's result for (in_size, out_size), from a per-thread cache:
+// a training crop's sizes repeat across images (its taps cost ~4 % of the
+// resize). Small kernels only, and at most kEntries of them, least recently
+// used first out.
+std::shared_ptr<const AxisKernel> CachedKernel(int in_size, int out_size) {
+  constexpr size_t kEntries = 64;
+  constexpr size_t kMaxCachedCoefficients = size_t{1} << 14;
+  struct Entry {
+    int in_size, out_size;
+    uint64_t used;
+    std::shared_ptr<const AxisKernel> kernel;
+  };
+  thread_local std::vector<Entry> cache;
+  thread_local uint64_t clock = 0;
+  ++clock;
+  for (Entry& e : cache) {
+    if (e.in_size == in_size && e.out_size == out_size) {
+      e.used = clock;
+      return e.kernel;
+    }
+  }
+  auto kernel = std::make_shared<const AxisKernel>(PrecomputeKernel(in_size, out_size));
+  if (kernel->coeffs.size() > kMaxCachedCoefficients) return kernel;
+  if (cache.size() < kEntries) {
+    cache.push_back({in_size, out_size, clock, kernel});
+  } else {
+    *std::min_element(cache.begin(), cache.end(), [](const Entry& a, const Entry& b) {
+      return a.used < b.used;
+    }) = {in_size, out_size, clock, kernel};
+  }
+  return kernel;
+}
 
 // Rows of interleaved RGB pixels, `stride` bytes apart (a whole image, or a
 // window of one).
@@ -108,21 +138,67 @@ struct ByteRows {
   size_t stride;
 };
 
+#if defined(__GNUC__) && defined(__x86_64__)
+// Eight bytes at p as eight 32-bit lanes.
+__attribute__((target("avx2"))) inline __m256i EightBytes(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Bytes [0, row_bytes - row_bytes % 32) of ResampleVertical's output row:
+// 32 sums at a time in four registers of eight 32-bit lanes, each input byte
+// zero-extended straight from memory; the clip to 0..255 is the saturation of
+// two packs (a sum shifted down fits in 16 bits). Returns the bytes done.
+__attribute__((target("avx2"))) size_t VerticalRowAvx2(const uint8_t* first, size_t stride,
+                                                       const int32_t* k, int taps,
+                                                       size_t row_bytes, uint8_t* dst) {
+  const __m256i half = _mm256_set1_epi32(kHalf);
+  size_t i = 0;
+  for (; i + 32 <= row_bytes; i += 32) {
+    __m256i s0 = half, s1 = half, s2 = half, s3 = half;
+    const uint8_t* src = first + i;
+    for (int y = 0; y < taps; ++y, src += stride) {
+      const __m256i w = _mm256_set1_epi32(k[y]);
+      s0 = _mm256_add_epi32(s0, _mm256_mullo_epi32(EightBytes(src), w));
+      s1 = _mm256_add_epi32(s1, _mm256_mullo_epi32(EightBytes(src + 8), w));
+      s2 = _mm256_add_epi32(s2, _mm256_mullo_epi32(EightBytes(src + 16), w));
+      s3 = _mm256_add_epi32(s3, _mm256_mullo_epi32(EightBytes(src + 24), w));
+    }
+    // packs interleave 128-bit lanes: (0a 1a 0b 1b) then (0a 1a 2a 3a 0b ...),
+    // which one 32-bit permute puts back in order.
+    const __m256i words01 = _mm256_packs_epi32(_mm256_srai_epi32(s0, kPrecisionBits),
+                                               _mm256_srai_epi32(s1, kPrecisionBits));
+    const __m256i words23 = _mm256_packs_epi32(_mm256_srai_epi32(s2, kPrecisionBits),
+                                               _mm256_srai_epi32(s3, kPrecisionBits));
+    const __m256i bytes = _mm256_packus_epi16(words01, words23);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                        _mm256_permutevar8x32_epi32(bytes, order));
+  }
+  return i;
+}
+#endif
+
 // Vertical pass: output row yy sums input rows [start, start + count) of
 // `in` (whose first row is input row `row_offset`) with the row's taps. Pillow's
 // loop order (each output byte sums its column) reads memory with a stride;
 // here each output row is built from whole input rows, 32 bytes at a time with
-// the sums in registers, which the compiler turns into SIMD code.
-CLIPSCALE_SIMD_CLONES void ResampleVertical(ByteRows in, size_t row_bytes, int row_offset,
-                                            const AxisKernel& kernel, int out_height,
-                                            uint8_t* out) {
-  constexpr size_t kChunk = 32;
+// the sums in registers: with AVX2 where the CPU has it, otherwise in a loop
+// the compiler vectorises for the baseline target.
+void ResampleVertical(ByteRows in, size_t row_bytes, int row_offset, const AxisKernel& kernel,
+                      int out_height, uint8_t* out) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+#endif
   for (int yy = 0; yy < out_height; ++yy) {
     const int32_t* k = &kernel.coeffs[static_cast<size_t>(yy) * kernel.ksize];
     const uint8_t* first = in.data + (kernel.start[yy] - row_offset) * in.stride;
     const int taps = kernel.count[yy];
     uint8_t* dst = out + yy * row_bytes;
     size_t i = 0;
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (avx2) i = VerticalRowAvx2(first, in.stride, k, taps, row_bytes, dst);
+#endif
+    constexpr size_t kChunk = 32;
     for (; i + kChunk <= row_bytes; i += kChunk) {
       int32_t sums[kChunk];
       for (size_t j = 0; j < kChunk; ++j) sums[j] = kHalf;
@@ -235,7 +311,8 @@ void ResizeRows(ByteRows in, int in_width, int in_height, int width, int height,
     }
     return;
   }
-  AxisKernel vertical = PrecomputeKernel(in_height, height);
+  const std::shared_ptr<const AxisKernel> vertical_kernel = CachedKernel(in_height, height);
+  const AxisKernel& vertical = *vertical_kernel;
   thread_local std::vector<uint8_t> temp_buffer;  // the first pass's output
   // Pillow 13 runs the vertical pass first when the height shrinks by more than
   // twice what the width does (fewer operations); the order changes the
@@ -250,7 +327,7 @@ void ResizeRows(ByteRows in, int in_width, int in_height, int width, int height,
     Scratch temp(temp_buffer, in_row_bytes * height);
     ResampleVertical(in, in_row_bytes, 0, vertical, height, temp.data());
     ResampleHorizontal({temp.data(), in_row_bytes}, height, in_width,
-                       PrecomputeKernel(in_width, width), width, out);
+                       *CachedKernel(in_width, width), width, out);
     return;
   }
   // Horizontal first, producing only the rows the vertical pass reads.
@@ -259,7 +336,8 @@ void ResizeRows(ByteRows in, int in_width, int in_height, int width, int height,
     first_row = vertical.start[0];
     rows = vertical.start[height - 1] + vertical.count[height - 1] - first_row;
   }
-  AxisKernel horizontal = PrecomputeKernel(in_width, width);
+  const std::shared_ptr<const AxisKernel> horizontal_kernel = CachedKernel(in_width, width);
+  const AxisKernel& horizontal = *horizontal_kernel;
   const ByteRows from_first = {in.data + first_row * in.stride, in.stride};
   if (!need_vertical) {
     ResampleHorizontal(from_first, rows, in_width, horizontal, width, out);

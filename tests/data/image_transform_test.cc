@@ -179,6 +179,47 @@ TEST(ImageTransformTest, NormalizeIsTorchsArithmeticForEveryPixel) {
   }
 }
 
+// The same for other means and stds, over every value of every channel: the
+// SIMD path either computes torch's quotients bit for bit or is not used
+// (NormalizeToCHW checks it on all 256 values first), for the ImageNet and
+// Inception constants and random ones.
+TEST(ImageTransformTest, NormalizeIsTorchsArithmeticForOtherConstants) {
+  std::vector<ImageNormalization> norms = {
+      {{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}},  // ImageNet
+      {{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}},              // Inception (SigLIP)
+      {{0.0f, 0.0f, 0.0f}, {1.0f, 1.0f, 1.0f}}};
+  SplitMix64 rng(12);
+  for (int i = 0; i < 40; ++i) {
+    ImageNormalization n;
+    for (int c = 0; c < 3; ++c) {
+      n.mean[c] = static_cast<float>(rng.Uniform(-1.0, 1.0));
+      n.std[c] = static_cast<float>(rng.Uniform(0.01, 2.0));
+    }
+    norms.push_back(n);
+  }
+  // 264 pixels: each channel takes every value 0..255, in a different order.
+  Image image{264, 1, std::vector<uint8_t>(264 * 3)};
+  for (int v = 0; v < 264; ++v) {
+    image.rgb[v * 3] = static_cast<uint8_t>(v);
+    image.rgb[v * 3 + 1] = static_cast<uint8_t>(255 - v);
+    image.rgb[v * 3 + 2] = static_cast<uint8_t>(v * 7 + 3);
+  }
+  const size_t plane = 264;
+  std::vector<float> chw(3 * plane);
+  for (const ImageNormalization& norm : norms) {
+    NormalizeToCHW(image, chw.data(), norm);
+    int wrong = 0;
+    for (int c = 0; c < 3; ++c) {
+      for (size_t i = 0; i < plane; ++i) {
+        const float expected =
+            (static_cast<float>(image.rgb[i * 3 + c]) / 255.0f - norm.mean[c]) / norm.std[c];
+        wrong += std::memcmp(&chw[c * plane + i], &expected, sizeof(float)) != 0;
+      }
+    }
+    EXPECT_EQ(wrong, 0) << "mean " << norm.mean[0] << " std " << norm.std[0];
+  }
+}
+
 // ResizeRegionInto reuses its output's buffer: resizes to other sizes, larger
 // and smaller, into one Image give the bytes of ResizeRegion each time.
 TEST(ImageTransformTest, ResizeIntoAReusedImageEqualsAFreshResize) {
