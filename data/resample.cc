@@ -217,19 +217,20 @@ void ResampleVertical(ByteRows in, size_t row_bytes, int row_offset, const AxisK
   }
 }
 
-// out (cols rows of `rows` pixels) = the transpose of the rows x cols pixels
-// of `in`, in 16 x 16 blocks so that both sides stay in cache. A pixel moves
-// as one 4-byte load and store: the load's extra byte lies in the next input
-// row, and the store's lands on the first byte of output pixel (x, y + 1),
-// which is written after it. Both exist for every row but the last, which moves
-// byte by byte.
-void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
+// The pixels [y_begin, y_end) x [x_begin, x_end) of TransposePixels, in 16 x 16
+// blocks so that both sides stay in cache. A pixel moves as one 4-byte load
+// and store: the load's extra byte lies in the next input row, and the store's
+// lands on the first byte of output pixel (x, y + 1), which is written after it
+// (TransposePixels does the regions in that order). Both exist for every row
+// but the last, which moves byte by byte.
+void TransposeRegion(ByteRows in, int rows, int y_begin, int y_end, int x_begin, int x_end,
+                     uint8_t* out) {
   constexpr int kBlock = 16;
   const size_t out_stride = static_cast<size_t>(rows) * 3;
-  for (int y0 = 0; y0 < rows; y0 += kBlock) {
-    const int y1 = std::min(y0 + kBlock, rows);
-    for (int x0 = 0; x0 < cols; x0 += kBlock) {
-      const int x1 = std::min(x0 + kBlock, cols);
+  for (int y0 = y_begin; y0 < y_end; y0 += kBlock) {
+    const int y1 = std::min(y0 + kBlock, y_end);
+    for (int x0 = x_begin; x0 < x_end; x0 += kBlock) {
+      const int x1 = std::min(x0 + kBlock, x_end);
       for (int y = y0; y < y1; ++y) {
         const uint8_t* src = in.data + y * in.stride + x0 * 3;
         uint8_t* dst = out + (static_cast<size_t>(x0) * rows + y) * 3;
@@ -249,6 +250,73 @@ void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
       }
     }
   }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+// Transposes the 8 x 8 pixels at src (rows `stride` bytes apart) to dst (rows
+// `out_stride` bytes apart): each row's 24 bytes are spread to eight 32-bit
+// lanes, the lanes transposed as an 8 x 8 matrix of ints, and each column
+// packed back to 24 bytes. Reads 4 bytes past each source row's block.
+__attribute__((target("avx2"))) void TransposeBlockAvx2(const uint8_t* src, size_t stride,
+                                                        uint8_t* dst, size_t out_stride) {
+  const __m256i spread = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,
+                                          0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+  __m256i r[8];
+  for (int i = 0; i < 8; ++i) {
+    const uint8_t* p = src + i * stride;
+    const __m256i bytes = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 12)), 1);
+    r[i] = _mm256_shuffle_epi8(bytes, spread);
+  }
+  const __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+  const __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+  const __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+  const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+  const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+  const __m256i columns[8] = {
+      _mm256_permute2x128_si256(u0, u4, 0x20), _mm256_permute2x128_si256(u1, u5, 0x20),
+      _mm256_permute2x128_si256(u2, u6, 0x20), _mm256_permute2x128_si256(u3, u7, 0x20),
+      _mm256_permute2x128_si256(u0, u4, 0x31), _mm256_permute2x128_si256(u1, u5, 0x31),
+      _mm256_permute2x128_si256(u2, u6, 0x31), _mm256_permute2x128_si256(u3, u7, 0x31)};
+  const __m256i pack = _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1,
+                                        0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+  const __m256i join = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+  for (int j = 0; j < 8; ++j) {
+    const __m256i packed =
+        _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(columns[j], pack), join);
+    uint8_t* d = dst + j * out_stride;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(packed));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(d + 16), _mm256_extracti128_si256(packed, 1));
+  }
+}
+#endif
+
+// out (cols rows of `rows` pixels) = the transpose of the rows x cols pixels
+// of `in`: with AVX2, 8 x 8 blocks as far as two more pixels follow in the row
+// (a block's loads read 4 bytes past it) and whole groups of eight rows go,
+// then the rest.
+void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
+  int block_rows = 0, block_cols = 0;
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2 && cols >= 10 && rows >= 8) {
+    block_rows = rows / 8 * 8;
+    block_cols = (cols - 2) / 8 * 8;
+    const size_t out_stride = static_cast<size_t>(rows) * 3;
+    for (int y0 = 0; y0 < block_rows; y0 += 8) {
+      for (int x0 = 0; x0 < block_cols; x0 += 8) {
+        TransposeBlockAvx2(in.data + y0 * in.stride + x0 * 3, in.stride,
+                           out + (static_cast<size_t>(x0) * rows + y0) * 3, out_stride);
+      }
+    }
+  }
+#endif
+  TransposeRegion(in, rows, 0, block_rows, block_cols, cols, out);
+  TransposeRegion(in, rows, block_rows, rows, 0, cols, out);
 }
 
 // Scratch memory in a thread_local buffer that the thread's next resize reuses
