@@ -99,9 +99,9 @@ CLIPSCALE_NO_FP_CONTRACT AxisKernel PrecomputeKernel(int in_size, int out_size) 
 }
 
 // PrecomputeKernel's result for (in_size, out_size), from a per-thread cache:
-// a training crop's sizes repeat across images (its taps cost ~4 % of the
-// resize). Small kernels only, and at most kEntries of them, least recently
-// used first out.
+// a training crop's sizes repeat across images, and computing the taps of both
+// axes takes ~0.007 ms, a tenth of a 256-px crop's resize. Small kernels only,
+// at most kEntries of them; the least recently used goes first.
 std::shared_ptr<const AxisKernel> CachedKernel(int in_size, int out_size) {
   constexpr size_t kEntries = 64;
   constexpr size_t kMaxCachedCoefficients = size_t{1} << 14;
@@ -163,8 +163,9 @@ __attribute__((target("avx2"))) size_t VerticalRowAvx2(const uint8_t* first, siz
       s2 = _mm256_add_epi32(s2, _mm256_mullo_epi32(EightBytes(src + 16), w));
       s3 = _mm256_add_epi32(s3, _mm256_mullo_epi32(EightBytes(src + 24), w));
     }
-    // packs interleave 128-bit lanes: (0a 1a 0b 1b) then (0a 1a 2a 3a 0b ...),
-    // which one 32-bit permute puts back in order.
+    // The packs work within 128-bit lanes, so the bytes come out in groups of
+    // four: s0[0..3] s1[0..3] s2[0..3] s3[0..3] s0[4..7] s1[4..7] ...; one
+    // permute of 32-bit groups puts them back in order.
     const __m256i words01 = _mm256_packs_epi32(_mm256_srai_epi32(s0, kPrecisionBits),
                                                _mm256_srai_epi32(s1, kPrecisionBits));
     const __m256i words23 = _mm256_packs_epi32(_mm256_srai_epi32(s2, kPrecisionBits),
