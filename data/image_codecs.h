@@ -1,4 +1,5 @@
-// Per-format decoders behind DecodeImage (data/image.h). Internal to data/.
+// Per-format decoders behind DecodeImage (data/image.h), and the CPU switch of
+// the pixel loops. Internal to data/.
 #pragma once
 
 #include <cstdint>
@@ -24,5 +25,13 @@ uint8_t* SizeImage(Image* image, int width, int height);
 
 // InvalidArgument unless 0 < width, height and width * height <= kMaxImagePixels.
 absl::Status CheckImageSize(const char* format, int64_t width, int64_t height);
+
+// Whether the pixel loops (resize passes, transposes, normalisation) may use
+// AVX2, and AVX2 with FMA: the CPU has them and the environment variable
+// CLIPSCALE_SIMD is not "off". Off runs the portable loops that CPUs without
+// them (and other architectures) run; a test entry runs the transforms so.
+// Read once per process.
+bool UseAvx2();
+bool UseAvx2Fma();
 
 }  // namespace clipscale::image_internal

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -27,6 +28,33 @@ absl::Status CheckImageSize(const char* format, int64_t width, int64_t height) {
                                                    " pixels (decompression bomb)"));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+bool SimdAllowed() {
+  const char* setting = std::getenv("CLIPSCALE_SIMD");
+  return setting == nullptr || std::strcmp(setting, "off") != 0;
+}
+
+}  // namespace
+
+bool UseAvx2() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool use = SimdAllowed() && __builtin_cpu_supports("avx2");
+  return use;
+#else
+  return false;
+#endif
+}
+
+bool UseAvx2Fma() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  static const bool use = UseAvx2() && __builtin_cpu_supports("fma");
+  return use;
+#else
+  return false;
+#endif
 }
 
 uint8_t* SizeImage(Image* image, int width, int height) {

@@ -11,6 +11,7 @@
 #endif
 
 #include "core/status.h"
+#include "data/image_codecs.h"
 
 namespace clipscale {
 namespace {
@@ -149,8 +150,8 @@ const NormalizeTable& TableFor(const ImageNormalization& norm) {
   }
   table.simd = NormalizeTable::Simd::kNone;
 #if defined(__GNUC__) && defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2")) table.simd = NormalizeTable::Simd::kGather;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (image_internal::UseAvx2()) table.simd = NormalizeTable::Simd::kGather;
+  if (image_internal::UseAvx2Fma()) {
     // Every value of every channel through the arithmetic: 256 grey pixels.
     uint8_t grey[256 * 3];
     for (int v = 0; v < 256; ++v) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -10,6 +11,7 @@
 
 #include "core/random.h"
 #include "data/image.h"
+#include "data/image_codecs.h"
 #include "data/transforms.h"
 #include "tests/data/image_reference.h"
 
@@ -218,6 +220,20 @@ TEST(ImageTransformTest, NormalizeIsTorchsArithmeticForOtherConstants) {
     }
     EXPECT_EQ(wrong, 0) << "mean " << norm.mean[0] << " std " << norm.std[0];
   }
+}
+
+// The entry image_transform_test_portable runs every case here with
+// CLIPSCALE_SIMD=off, through the loops CPUs without AVX2 run; this case checks
+// that the setting reaches the switch (so that entry tests what it says).
+TEST(ImageTransformTest, SimdSwitchFollowsTheEnvironment) {
+  const char* setting = std::getenv("CLIPSCALE_SIMD");
+  const bool off = setting != nullptr && std::string(setting) == "off";
+#if defined(__GNUC__) && defined(__x86_64__)
+  EXPECT_EQ(image_internal::UseAvx2(), !off && __builtin_cpu_supports("avx2"));
+  EXPECT_EQ(image_internal::UseAvx2Fma(), image_internal::UseAvx2() && __builtin_cpu_supports("fma"));
+#else
+  EXPECT_FALSE(image_internal::UseAvx2());
+#endif
 }
 
 // ResizeRegionInto reuses its output's buffer: resizes to other sizes, larger
