@@ -21,10 +21,15 @@ std::string Python() { return CLIPSCALE_TEST_PYTHON; }
 std::string MakeTempDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? absl::StrCat(info->test_suite_name(), ".", info->name()) : "misc";
-  // ctest runs one binary's NP 1, 2 and 4 entries at the same time: each job
-  // gets its own folder (every rank of one job the same).
-  if (const char* world = std::getenv("OMPI_COMM_WORLD_SIZE"); world && *world)
+  // ctest runs one binary's entries at the same time (its NP 1, 2 and 4
+  // entries; image_transform_test with and without SIMD): each entry gets its
+  // own folder (CLIPSCALE_TEST_ENTRY, set by tests/CMakeLists.txt), every rank
+  // of one job the same; by hand, one per MPI world size.
+  if (const char* entry = std::getenv("CLIPSCALE_TEST_ENTRY"); entry && *entry) {
+    absl::StrAppend(&name, ".", entry);
+  } else if (const char* world = std::getenv("OMPI_COMM_WORLD_SIZE"); world && *world) {
     absl::StrAppend(&name, ".np", world);
+  }
   std::filesystem::path dir = std::filesystem::path(BinaryDir()) / "test_tmp" / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
