@@ -39,23 +39,19 @@ bool SimdAllowed() {
 
 }  // namespace
 
-bool UseAvx2() {
 #if defined(__GNUC__) && defined(__x86_64__)
+bool UseAvx2() {
   static const bool use = SimdAllowed() && __builtin_cpu_supports("avx2");
   return use;
-#else
-  return false;
-#endif
 }
-
 bool UseAvx2Fma() {
-#if defined(__GNUC__) && defined(__x86_64__)
   static const bool use = UseAvx2() && __builtin_cpu_supports("fma");
   return use;
-#else
-  return false;
-#endif
 }
+#else
+bool UseAvx2() { return false; }
+bool UseAvx2Fma() { return false; }
+#endif
 
 uint8_t* SizeImage(Image* image, int width, int height) {
   image->width = width;

@@ -189,7 +189,7 @@ __attribute__((target("avx2"))) size_t VerticalRowAvx2(const uint8_t* first, siz
 void ResampleVertical(ByteRows in, size_t row_bytes, int row_offset, const AxisKernel& kernel,
                       int out_height, uint8_t* out) {
 #if defined(__GNUC__) && defined(__x86_64__)
-  static const bool avx2 = image_internal::UseAvx2();
+  const bool avx2 = image_internal::UseAvx2();
 #endif
   for (int yy = 0; yy < out_height; ++yy) {
     const int32_t* k = &kernel.coeffs[static_cast<size_t>(yy) * kernel.ksize];
@@ -304,8 +304,7 @@ __attribute__((target("avx2"))) void TransposeBlockAvx2(const uint8_t* src, size
 void TransposePixels(ByteRows in, int rows, int cols, uint8_t* out) {
   int block_rows = 0, block_cols = 0;
 #if defined(__GNUC__) && defined(__x86_64__)
-  static const bool avx2 = image_internal::UseAvx2();
-  if (avx2 && cols >= 10 && rows >= 8) {
+  if (image_internal::UseAvx2() && cols >= 10 && rows >= 8) {
     block_rows = rows / 8 * 8;
     block_cols = (cols - 2) / 8 * 8;
     const size_t out_stride = static_cast<size_t>(rows) * 3;

@@ -58,26 +58,31 @@ alignas(16) constexpr int8_t kHighBytes[3][16] = {
     {-1, -1, -1, -1, -1, 0, 3, 6, -1, -1, -1, -1, -1, -1, -1, -1},
     {-1, -1, -1, -1, -1, 1, 4, 7, -1, -1, -1, -1, -1, -1, -1, -1}};
 
-// Pixels [0, plane - plane % 8) of NormalizeToCHW, eight at a time: the 24
-// bytes are split into their channels and each channel's eight table entries
-// fetched with one gather (the same table values, so the same bits). Returns
-// how many pixels it did.
+// The channels of the eight RGB pixels at rgb (24 bytes), each as eight
+// 32-bit lanes.
+__attribute__((target("avx2"))) inline void SplitChannels(const uint8_t* rgb,
+                                                          __m256i channels[3]) {
+  const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rgb));
+  const __m128i high = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rgb + 16));
+  for (int c = 0; c < 3; ++c) {
+    const __m128i low_shuffle = _mm_load_si128(reinterpret_cast<const __m128i*>(kLowBytes[c]));
+    const __m128i high_shuffle = _mm_load_si128(reinterpret_cast<const __m128i*>(kHighBytes[c]));
+    channels[c] = _mm256_cvtepu8_epi32(
+        _mm_or_si128(_mm_shuffle_epi8(low, low_shuffle), _mm_shuffle_epi8(high, high_shuffle)));
+  }
+}
+
+// Pixels [0, plane - plane % 8) of NormalizeToCHW, eight at a time: each
+// channel's eight table entries fetched with one gather (the same table
+// values, so the same bits). Returns how many pixels it did.
 __attribute__((target("avx2"))) size_t NormalizeGatherAvx2(const uint8_t* rgb, size_t plane,
                                                            const float (*table)[256], float* out) {
-  __m128i low_shuffle[3], high_shuffle[3];
-  for (int c = 0; c < 3; ++c) {
-    low_shuffle[c] = _mm_load_si128(reinterpret_cast<const __m128i*>(kLowBytes[c]));
-    high_shuffle[c] = _mm_load_si128(reinterpret_cast<const __m128i*>(kHighBytes[c]));
-  }
   size_t i = 0;
   for (; i + 8 <= plane; i += 8, rgb += 24) {
-    const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rgb));
-    const __m128i high = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rgb + 16));
+    __m256i channels[3];
+    SplitChannels(rgb, channels);
     for (int c = 0; c < 3; ++c) {
-      const __m128i bytes = _mm_or_si128(_mm_shuffle_epi8(low, low_shuffle[c]),
-                                         _mm_shuffle_epi8(high, high_shuffle[c]));
-      const __m256 values = _mm256_i32gather_ps(table[c], _mm256_cvtepu8_epi32(bytes), 4);
-      _mm256_storeu_ps(out + c * plane + i, values);
+      _mm256_storeu_ps(out + c * plane + i, _mm256_i32gather_ps(table[c], channels[c], 4));
     }
   }
   return i;
@@ -93,11 +98,8 @@ __attribute__((target("avx2,fma"))) size_t NormalizeArithmeticAvx2(const uint8_t
                                                                    size_t plane,
                                                                    const ImageNormalization& norm,
                                                                    float* out) {
-  __m128i low_shuffle[3], high_shuffle[3];
   __m256 mean[3], std_dev[3], inverse_std[3];
   for (int c = 0; c < 3; ++c) {
-    low_shuffle[c] = _mm_load_si128(reinterpret_cast<const __m128i*>(kLowBytes[c]));
-    high_shuffle[c] = _mm_load_si128(reinterpret_cast<const __m128i*>(kHighBytes[c]));
     mean[c] = _mm256_set1_ps(norm.mean[c]);
     std_dev[c] = _mm256_set1_ps(norm.std[c]);
     inverse_std[c] = _mm256_set1_ps(1.0f / norm.std[c]);
@@ -105,12 +107,10 @@ __attribute__((target("avx2,fma"))) size_t NormalizeArithmeticAvx2(const uint8_t
   const __m256 max_value = _mm256_set1_ps(255.0f), inverse_max = _mm256_set1_ps(1.0f / 255.0f);
   size_t i = 0;
   for (; i + 8 <= plane; i += 8, rgb += 24) {
-    const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rgb));
-    const __m128i high = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rgb + 16));
+    __m256i channels[3];
+    SplitChannels(rgb, channels);
     for (int c = 0; c < 3; ++c) {
-      const __m128i bytes = _mm_or_si128(_mm_shuffle_epi8(low, low_shuffle[c]),
-                                         _mm_shuffle_epi8(high, high_shuffle[c]));
-      const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+      const __m256 v = _mm256_cvtepi32_ps(channels[c]);
       __m256 scaled = _mm256_mul_ps(v, inverse_max);
       scaled = _mm256_fmadd_ps(_mm256_fnmadd_ps(scaled, max_value, v), inverse_max, scaled);
       const __m256 centred = _mm256_sub_ps(scaled, mean[c]);
